@@ -1,0 +1,56 @@
+"""Exit codes and the exceptions that carry them.
+
+The exit codes are a stable interface (documented in README.md and man/dsocr.1): scripts and cron jobs
+branch on them, so a code never changes meaning.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USAGE = 1
+    PARTIAL_FAILURE = 2
+    ALL_FAILED = 3
+    MODEL = 4
+    OUTPUT = 5
+    INTERRUPTED = 130
+
+
+class DsocrError(Exception):
+    """An error that is reported to the user as one line and maps to an exit code."""
+
+    exit_code: ExitCode = ExitCode.ALL_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DsocrError):
+    """The command line or configuration asks for something that cannot be done."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(DsocrError):
+    """One input (file, page, stream) cannot be read or converted; other inputs go on."""
+
+    exit_code = ExitCode.ALL_FAILED
+
+
+class ModelError(DsocrError):
+    """The model or its weights cannot be found, downloaded, or loaded."""
+
+    exit_code = ExitCode.MODEL
+
+
+class OutputError(DsocrError):
+    """An output cannot be written."""
+
+    exit_code = ExitCode.OUTPUT
