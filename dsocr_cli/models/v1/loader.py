@@ -1,0 +1,171 @@
+"""Load an official DeepSeek-OCR v1 checkpoint directory into transformers' native twin of the network.
+
+The directory is used exactly as the hub ships it (``config.json`` with ``model_type: deepseek_vl_v2``,
+safetensors with the official tensor names, ``tokenizer.json``). Before any weight is read, the
+safetensors headers are checked against the layout the config declares, so a broken checkpoint fails
+with one line naming the tensor instead of a stack trace. Weights then go through transformers'
+conversion mapping straight to the target device and dtype (memory-mapped, no float32 detour).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from transformers import PreTrainedTokenizerFast, UnlimitedOcrForConditionalGeneration
+
+from dsocr_cli.errors import ModelError
+from dsocr_cli.models.v1.config import TokenIds, build_config
+from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+OPTIONAL_TENSORS = frozenset({"model.vision_model.embeddings.position_ids"})
+"""A buffer some re-saved checkpoints carry; the official index does not."""
+SPECIAL_TOKENS = {
+    "bos": "<｜begin▁of▁sentence｜>",
+    "eos": "<｜end▁of▁sentence｜>",
+    "image": "<image>",
+    "td_open": "<td>",
+    "td_close": "</td>",
+}
+
+
+@dataclass
+class LoadedV1:
+    """A ready-to-run v1 model with its tokenizer and the token ids dsocr relies on."""
+
+    model: UnlimitedOcrForConditionalGeneration
+    tokenizer: PreTrainedTokenizerFast
+    token_ids: TokenIds
+    source: Path
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path.parent}: no {path.name} (not a model directory)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable ({exc})") from None
+
+
+def load_tokenizer(directory: Path) -> tuple[PreTrainedTokenizerFast, TokenIds]:
+    """The checkpoint's own ``tokenizer.json``, used as is (no class-specific rewriting of its pipeline)."""
+    tokenizer_file = directory / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ModelError(f"{directory}: no tokenizer.json (the tokenizer is part of the model download)")
+    try:
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_file=str(tokenizer_file),
+            bos_token=SPECIAL_TOKENS["bos"],
+            eos_token=SPECIAL_TOKENS["eos"],
+            pad_token="<｜▁pad▁｜>",
+            clean_up_tokenization_spaces=False,
+        )
+    except Exception as exc:  # tokenizers raises bare Exception subclasses for malformed files
+        raise ModelError(f"{tokenizer_file}: cannot load tokenizer ({exc})") from None
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in SPECIAL_TOKENS.values() if token not in vocab]
+    if missing:
+        raise ModelError(f"{tokenizer_file}: tokenizer lacks {', '.join(missing)} (not a DeepSeek-OCR tokenizer)")
+    ids = TokenIds(**{key: vocab[token] for key, token in SPECIAL_TOKENS.items()})
+    return tokenizer, ids
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The safetensors shards named by the index, or the single unsharded file."""
+    index = directory / INDEX_NAME
+    if index.is_file():
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+        missing = [name for name in shards if not (directory / name).is_file()]
+        if missing:
+            raise ModelError(f"{directory}: weight file {missing[0]} listed in {INDEX_NAME} is missing")
+        return [directory / name for name in shards]
+    if (directory / SINGLE_NAME).is_file():
+        return [directory / SINGLE_NAME]
+    found = sorted(directory.glob("*.safetensors"))
+    if len(found) == 1:
+        return found
+    raise ModelError(f"{directory}: no safetensors weights (expected {INDEX_NAME} or {SINGLE_NAME})")
+
+
+def check_tensors(directory: Path, official: dict[str, Any]) -> None:
+    """Compare every tensor's name and shape in the safetensors headers with the config's layout."""
+    expected = {name: tuple(shape) for name, shape in tensor_shapes(spec_from_config(official))}
+    found: dict[str, tuple[tuple[int, ...], Path]] = {}
+    for file in weight_files(directory):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():
+                    found[name] = (tuple(handle.get_slice(name).get_shape()), file)
+        except Exception as exc:  # safetensors raises SafetensorError for corrupt headers
+            raise ModelError(f"{file}: not a readable safetensors file ({exc})") from None
+    missing = [name for name in expected if name not in found]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ModelError(f"{directory}: missing tensor {missing[0]}{more}")
+    for name, (shape, file) in found.items():
+        if name in OPTIONAL_TENSORS:
+            continue
+        if name not in expected:
+            raise ModelError(f"{file}: unexpected tensor {name} (not part of DeepSeek-OCR v1)")
+        if shape != expected[name]:
+            raise ModelError(
+                f"{file}: tensor {name} has shape {list(shape)}, config.json expects {list(expected[name])}"
+            )
+
+
+def load_v1(
+    directory: str | Path,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    quantization_config: Any = None,
+) -> LoadedV1:
+    """Validate and load a v1 checkpoint directory; every failure is a one-line ``ModelError``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: model directory not found")
+    official = read_json(directory / "config.json")
+    tokenizer, token_ids = load_tokenizer(directory)
+    config = build_config(official, token_ids, str(directory / "config.json"))
+    try:
+        check_tensors(directory, official)
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
+    device = torch.device(device)
+    try:
+        model, info = UnlimitedOcrForConditionalGeneration.from_pretrained(
+            directory,
+            config=config,
+            dtype=dtype,
+            device_map=device,
+            attn_implementation="sdpa",
+            quantization_config=quantization_config,
+            output_loading_info=True,
+        )
+    except torch.OutOfMemoryError:
+        raise ModelError(f"{directory}: out of memory loading the weights on {device} (try --quant nf4)") from None
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{directory}: cannot load weights ({str(exc).splitlines()[0]})") from None
+    problems = {kind: sorted(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    for kind, names in problems.items():
+        if names:
+            raise ModelError(f"{directory}: {kind.replace('_', ' ')} after conversion: {names[0]}")
+    model.eval()
+    model.generation_config.bos_token_id = token_ids.bos
+    model.generation_config.eos_token_id = token_ids.eos
+    model.generation_config.pad_token_id = token_ids.eos
+    return LoadedV1(model=model, tokenizer=tokenizer, token_ids=token_ids, source=directory)

@@ -1,0 +1,43 @@
+"""The data that flows between stages: a page to read, and what the model made of it.
+
+inputs -> ``Page`` -> preprocessing -> model -> ``PageResult`` -> post-processing -> writers.
+Writers only ever see ``PageResult``; they cannot tell which backend produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+
+@dataclass
+class Page:
+    """One page image of one input document."""
+
+    source: str
+    """The input as the user named it (a path, or ``-`` for stdin)."""
+    number: int
+    """1-based page number within the document (always 1 for a single image)."""
+    image: Image.Image
+    """RGB page image at its rendered size."""
+
+
+@dataclass
+class PageResult:
+    """The model's answer for one page, plus the facts the JSON writer reports."""
+
+    page: Page
+    text: str
+    """Decoded model output, special tokens kept, EOS removed."""
+    mode: str
+    prompt: str
+    vision_tokens: int
+    """Image positions in the prompt (newline and separator positions included)."""
+    generated_tokens: int
+    finished: bool
+    """True when the model stopped with EOS; False when it hit the token limit (a runaway page)."""
+    seconds: float
+    retried: bool = False
+    """True when the loop guard re-ran the page with a stronger no-repeat setting."""
+    token_ids: list[int] = field(default_factory=list, repr=False)
