@@ -58,12 +58,13 @@ class InputSource:
                 raise self.fail(f"cannot read: {exc.strerror or exc}") from exc
 
 
-def discover(args: list[str], glob: str | None = None, stdin: BinaryIO | None = None) -> list[InputSource]:
+def discover(args: list[str], glob: str | None = None, *, stdin: BinaryIO | None = None) -> list[InputSource]:
     """Expand ``args`` in order: files as given, directories walked recursively, ``-`` read from stdin.
 
     ``glob`` filters the files found inside directories by name (fnmatch); files named explicitly are
     always taken. Hidden files and directories are skipped during a walk. A file reached twice is kept
     once. Missing paths and directories with nothing to convert become sources carrying their error.
+    ``stdin`` replaces ``sys.stdin`` for ``-`` (tests, or a caller that already holds the stream).
     """
     sources: list[InputSource] = []
     seen: set[str] = set()
@@ -121,7 +122,7 @@ def _walk(root: str, glob: str | None) -> list[InputSource]:
 
     def unreadable(exc: OSError) -> None:
         name = str(exc.filename) if exc.filename is not None else root
-        found.append((Path(os.path.relpath(name, root)).parts, _failed(name, f"cannot read: {exc.strerror or exc}")))
+        found.append((_sort_key(name, root), _failed(name, f"cannot read: {exc.strerror or exc}")))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -132,8 +133,13 @@ def _walk(root: str, glob: str | None) -> list[InputSource]:
             if not path.is_file():
                 continue
             name = os.path.join(dirpath, filename)
-            found.append((Path(os.path.relpath(name, root)).parts, InputSource(name=name, stem=path.stem, path=path)))
+            found.append((_sort_key(name, root), InputSource(name=name, stem=path.stem, path=path)))
     return [source for _, source in sorted(found, key=lambda item: item[0])]
+
+
+def _sort_key(name: str, root: str) -> tuple[str, ...]:
+    """Path components below ``root``: sorts ``a/b.png`` next to ``a/c.png``, whatever the separators."""
+    return Path(os.path.relpath(name, root)).parts
 
 
 def _wanted(filename: str, glob: str | None) -> bool:

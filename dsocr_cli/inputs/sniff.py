@@ -7,9 +7,10 @@ whether to export the document to PDF, unzip it, or fix a download that saved an
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Literal, get_args
+from typing import Literal
 
 from dsocr_cli.errors import InputError
+from dsocr_cli.inputs.discover import SUPPORTED_EXTENSIONS
 
 ImageFormat = Literal["png", "jpeg", "tiff", "gif", "webp", "bmp"]
 FileType = Literal["pdf", ImageFormat]
@@ -44,19 +45,6 @@ _LOOKALIKES: tuple[tuple[bytes, str], ...] = (
     (b"Rar!\x1a\x07", "a RAR archive"),
 )
 
-_EXTENSION_TYPES: dict[str, FileType] = {
-    ".pdf": "pdf",
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".gif": "gif",
-    ".webp": "webp",
-    ".bmp": "bmp",
-}
-
-
 def sniff(head: bytes, name: str) -> FileType:
     """The type of a file whose first bytes are ``head``; ``name`` only words the error.
 
@@ -71,17 +59,13 @@ def sniff(head: bytes, name: str) -> FileType:
             return image_format
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_INFO_HEADER_SIZES:
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_INFO_HEADER_SIZES:
         return "bmp"
     looks = f"looks like {_describe(head)}"
-    claimed = _EXTENSION_TYPES.get(PurePath(name).suffix.lower())
-    if claimed is not None:
-        looks += f" despite the {PurePath(name).suffix} extension"
+    suffix = PurePath(name).suffix
+    if suffix.lower() in SUPPORTED_EXTENSIONS:
+        looks += f" despite the {suffix} extension"
     raise InputError(f"{name}: unsupported file type ({looks})")
-
-
-def is_image_format(file_type: FileType) -> bool:
-    return file_type in get_args(ImageFormat)
 
 
 def _describe(head: bytes) -> str:

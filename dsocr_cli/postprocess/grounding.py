@@ -26,7 +26,8 @@ _DET_CLOSE = "<|/det|>"
 _UNCLOSED_DET = re.compile(r"[\d\s,.\[\]-]*?\]\]|[\d\s,.\[\]-]*")
 _NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _BOX = re.compile(r"\[" + ",".join([_NUMBER] * 4) + r"\]")
-_STRAY_TAGS = re.compile(r"<\|/?(?:ref|det)\|>|<\|grounding\|>")
+_STRAY_TAGS = re.compile(r"<\|ref\|>[^<\n]*\Z|<\|det\|>[^<]*?<\|/det\|>|<\|/?(?:ref|det)\|>|<\|grounding\|>")
+"""A label cut off at the end, a box list with no label, or a lone tag: markup that must not reach the text."""
 
 
 @dataclass

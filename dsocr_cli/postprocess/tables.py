@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import NamedTuple
 
-from markdownify import MarkdownConverter
+from markdownify import markdownify
 
 _TABLE_TAGS = frozenset({"table", "thead", "tbody", "tr", "td", "th"})
 _CELL_TAGS = frozenset({"td", "th"})
@@ -60,8 +60,9 @@ def table_to_markdown(table_html: str) -> str | None:
     rows = reader.rows
     if reader.lossy or not rows or not rows[0] or any(len(row) != len(rows[0]) for row in rows):
         return None
-    converter = _PipeTableConverter(table_infer_header=True, escape_asterisks=False, escape_underscores=False)
-    return str(converter.convert(reader.sanitised_html())).strip()
+    # Sanitised tags never contain "|", so every "|" is cell text; markdownify leaves the backslash alone.
+    escaped = reader.sanitised_html().replace("|", "\\|")
+    return markdownify(escaped, table_infer_header=True, escape_asterisks=False, escape_underscores=False).strip()
 
 
 def repair_table(table_html: str) -> str:
@@ -179,12 +180,6 @@ def _read(table_html: str) -> _TableReader:
 
 
 def _span(value: str | None) -> int:
-    text = (value or "").strip().strip("\"'")
+    text = (value or "").strip()
     return min(_MAX_SPAN, int(text)) if text.isdigit() else 1
 
-
-class _PipeTableConverter(MarkdownConverter):  # type: ignore[misc]
-    """markdownify's table output with ``|`` in cell text escaped, so a cell never splits into two."""
-
-    def escape(self, text: str, parent_tags: set[str]) -> str:
-        return str(super().escape(text, parent_tags)).replace("|", "\\|")

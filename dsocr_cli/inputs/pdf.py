@@ -1,0 +1,79 @@
+"""PDF pages as RGB images, rendered one at a time with PyMuPDF so a long document never sits in memory."""
+
+from __future__ import annotations
+
+import math
+
+import pymupdf
+from PIL import Image
+
+from dsocr_cli.inputs.discover import InputSource
+
+DEFAULT_DPI = 144
+"""The official DeepSeek-OCR pipeline renders PDFs at 144 dpi; the model was tuned on such pages."""
+
+_MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+"""What PyMuPDF raises for a damaged file: its own RuntimeErrors and the raw MuPDF exceptions."""
+
+
+class PdfReader:
+    """An opened, unlocked PDF with at least one page; ``render`` draws one page on demand."""
+
+    def __init__(
+        self, source: InputSource, *, dpi: int, max_pixels: int, password: str | None = None
+    ) -> None:
+        """Open and unlock the PDF now, so a corrupt, encrypted or empty file fails before any rendering."""
+        self._source = source
+        self._dpi = dpi
+        self._max_pixels = max_pixels
+        try:
+            if source.path is not None:
+                self._doc = pymupdf.open(source.path, filetype="pdf")
+            else:
+                self._doc = pymupdf.open(stream=source.data, filetype="pdf")
+        except _MUPDF_ERRORS as exc:
+            raise source.fail("corrupt PDF, cannot be opened") from exc
+        try:
+            self._unlock(password)
+            if self._doc.page_count == 0:
+                # A truncated file that MuPDF had to repair can lose its whole page tree.
+                if self._doc.is_repaired:
+                    raise source.fail("corrupt PDF, no pages could be recovered")
+                raise source.fail("PDF has no pages")
+        except BaseException:
+            self._doc.close()
+            raise
+        self.page_count: int = self._doc.page_count
+
+    def _unlock(self, password: str | None) -> None:
+        if not self._doc.needs_pass:
+            return
+        if password is None:
+            raise self._source.fail("encrypted PDF, needs --password")
+        if not self._doc.authenticate(password):
+            raise self._source.fail("encrypted PDF, wrong password")
+
+    def render(self, number: int) -> Image.Image:
+        """Page ``number`` (1-based) at the reader's dpi, scaled down where it would exceed ``max_pixels``.
+
+        Poster-sized pages would otherwise need gigabytes at 144 dpi, far beyond what the model can use.
+        """
+        try:
+            page = self._doc.load_page(number - 1)
+            width, height = page.rect.width, page.rect.height
+            zoom = self._dpi / 72
+            if width * zoom * height * zoom > self._max_pixels:
+                scale = math.sqrt(self._max_pixels / (width * height))
+                # Whole-pixel targets, so rounding cannot push the pixmap over the limit.
+                target_width, target_height = math.floor(width * scale), math.floor(height * scale)
+                matrix = pymupdf.Matrix(target_width / width, target_height / height)
+            else:
+                matrix = pymupdf.Matrix(zoom, zoom)
+            pixmap = page.get_pixmap(matrix=matrix, alpha=False, colorspace=pymupdf.csRGB)
+        except _MUPDF_ERRORS as exc:
+            reason = " ".join(str(exc.args[0]).split()) if exc.args else type(exc).__name__
+            raise self._source.fail(f"page {number} cannot be rendered ({reason})") from exc
+        return Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+
+    def close(self) -> None:
+        self._doc.close()
