@@ -45,6 +45,7 @@ _LOOKALIKES: tuple[tuple[bytes, str], ...] = (
     (b"Rar!\x1a\x07", "a RAR archive"),
 )
 
+
 def sniff(head: bytes, name: str) -> FileType:
     """The type of a file whose first bytes are ``head``; ``name`` only words the error.
 

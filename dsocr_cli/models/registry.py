@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,13 +14,15 @@ from dsocr_cli.models.v1.runner import V1Runner
 V1_ARCHITECTURES = frozenset({"DeepseekOCRForCausalLM"})
 
 
-def load_runner(directory: str | Path, device: torch.device, dtype: torch.dtype) -> V1Runner:
+def load_runner(
+    directory: str | Path, device: torch.device, dtype: torch.dtype, quantization_config: Any = None
+) -> V1Runner:
     """The runner for the family ``directory`` holds; DeepSeek-OCR v1 is the one supported so far."""
     directory = Path(directory)
     config = read_json(directory / "config.json")
     architectures = set(config.get("architectures") or [])
     if config.get("model_type") == "deepseek_vl_v2" and (not architectures or architectures & V1_ARCHITECTURES):
-        return V1Runner(load_v1(directory, device=device, dtype=dtype))
+        return V1Runner(load_v1(directory, device=device, dtype=dtype, quantization_config=quantization_config))
     raise ModelError(
         f"{directory}: unsupported model (model_type {config.get('model_type')!r}, "
         f"architectures {sorted(architectures)}); dsocr runs DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR)"

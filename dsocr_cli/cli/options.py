@@ -1,0 +1,83 @@
+"""Command-line options declared once, reused by every command that takes them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from dsocr_cli.models.v1.prompts import PROMPT_CHOICES
+
+
+class ModeName(str, Enum):
+    tiny = "tiny"
+    small = "small"
+    base = "base"
+    large = "large"
+    gundam = "gundam"
+
+
+class FormatName(str, Enum):
+    markdown = "markdown"
+    html = "html"
+    text = "text"
+    json = "json"
+    raw = "raw"
+
+
+class TableStyle(str, Enum):
+    markdown = "markdown"
+    html = "html"
+
+
+class QuantName(str, Enum):
+    none = "none"
+    nf4 = "nf4"
+    int8 = "int8"
+
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="DSOCR_MODEL",
+        help="Hub repo id (owner/name[@revision]) or a local model directory.",
+        show_default=True,
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", envvar="DSOCR_DEVICE", help="auto, cpu, cuda, cuda:N or mps.")
+]
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", envvar="DSOCR_DTYPE", help="auto, float32, bfloat16 or float16.")
+]
+QuantOpt = Annotated[
+    QuantName, typer.Option("--quant", envvar="DSOCR_QUANT", help="Load weights quantized with bitsandbytes.")
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Never touch the network; use cached models only (as HF_HUB_OFFLINE=1).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no warnings; errors only.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Per-page details on stderr.")]
+ModeOpt = Annotated[
+    ModeName,
+    typer.Option(
+        "--mode",
+        envvar="DSOCR_MODE",
+        help="Resolution: tiny 512px/64 tokens, small 640/100, base 1024/256, large 1280/400, gundam 640px tiles + 1024 view.",
+    ),
+]
+PromptOpt = Annotated[
+    str,
+    typer.Option("--prompt", "-p", envvar="DSOCR_PROMPT", help=f"Task: {', '.join(PROMPT_CHOICES)}."),
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output directory (one file per input), a file (single input), or - for stdout. Default: stdout.",
+    ),
+]
