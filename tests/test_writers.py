@@ -163,7 +163,7 @@ def test_raw_keeps_model_text_verbatim_with_official_page_split(document: list[P
 def test_string_formats_write_exactly_what_they_render(tmp_path: Path, document: list[PageResult]) -> None:
     for name, writer_class in FORMATS.items():
         writer = writer_class()
-        if not isinstance(writer, StringWriter):
+        if not isinstance(writer, StringWriter) or name == "markdown":
             continue
         target = tmp_path / f"report{writer.suffix}"
         writer.write(str(target), document, target)
@@ -252,3 +252,12 @@ def test_second_run_on_the_same_directory_is_refused_until_the_first_ends(tmp_pa
 
     with directory_lock(tmp_path):
         assert (tmp_path / LOCK_NAME).exists()
+
+
+def test_markdown_on_stdout_leaves_figures_out_but_files_link_them(tmp_path: Path, document: list[PageResult]) -> None:
+    writer = MarkdownWriter()
+    target = tmp_path / "report.md"
+    writer.write("report.pdf", document, target)
+    written = target.read_text(encoding="utf-8")
+    assert "](report_images/" in written
+    assert "](report_images/" not in writer.render("report.pdf", document)

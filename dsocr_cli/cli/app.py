@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         defaults = load_config()
-        app(args=argv, prog_name="dsocr", standalone_mode=False, default_map={"convert": defaults})
+        code = app(args=argv, prog_name="dsocr", standalone_mode=False, default_map={"convert": defaults})
     except typer.Exit as done:
         return done.exit_code
     except typer.Abort:
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except DsocrError as exc:
         console.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
         return exc.exit_code
-    return ExitCode.OK
+    return code if isinstance(code, int) else ExitCode.OK
 
 
 def entry() -> None:

@@ -30,8 +30,8 @@ class MarkdownWriter(StringWriter):
         self.tables = tables
 
     def render(self, source: str, results: Sequence[PageResult]) -> str:
-        """The Markdown alone; figure links point at ``<source stem>_images/``, which only ``write`` fills."""
-        return self._build(results, images_dirname(Path(source))).text
+        """The Markdown alone, for stdout: figures are left out, since no image files are written beside it."""
+        return self._build(results, None).text
 
     def write(self, source: str, results: Sequence[PageResult], target: Path) -> list[Path]:
         """Figures first, then the Markdown, so the document never links to a figure that is not there yet."""
@@ -44,7 +44,7 @@ class MarkdownWriter(StringWriter):
         atomic_write_text(target, document.text)
         return [*written, target]
 
-    def _build(self, results: Sequence[PageResult], dirname: str) -> RenderedPage:
+    def _build(self, results: Sequence[PageResult], dirname: str | None) -> RenderedPage:
         pages: list[str] = []
         images: list[tuple[str, Image.Image]] = []
         for result in results:
