@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 from typing import TextIO
 
-from dsocr_cli.engine.backend import Backend, ConvertOptions
-from dsocr_cli.errors import ExitCode, InputError, OutputError
+from dsocr_cli.engine.backend import Backend, ConvertOptions, PageRequest
+from dsocr_cli.errors import DsocrError, ExitCode, InputError, OutputError
 from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.pages import Document, PageSelection, open_document
 from dsocr_cli.progress import Reporter
@@ -107,84 +108,194 @@ def output_path(job: ConvertJob, source: InputSource, writer: Writer) -> Path | 
     return None
 
 
-def convert_page(
-    backend: Backend, page: Page, options: ConvertOptions, reporter: Reporter, on_text: Callable[[str], None] | None
-) -> PageResult:
-    """One page with the loop guard: a page that hits the token limit is retried once with a stronger guard."""
-    result = backend.convert(page, options, on_text)
-    if result.finished or options.ngram_size == 0:
-        return result
-    reporter.warn(f"{page.source}: page {page.number} did not finish (model loop?); retrying with a stronger guard")
-    stronger = replace(
+def retry_options(options: ConvertOptions) -> ConvertOptions | None:
+    """The loop guard's second try for a page that hits the token limit; None when the guard is off."""
+    if options.ngram_size == 0:
+        return None
+    return replace(
         options,
         ngram_size=min(options.ngram_size, RETRY_NGRAM_SIZE),
         ngram_window=max(options.ngram_window, RETRY_NGRAM_WINDOW),
     )
-    retried = backend.convert(page, stronger, on_text)
-    retried.retried = True
-    retried.seconds += result.seconds
-    return retried
 
 
-def run(job: ConvertJob, backend_factory: Callable[[], Backend], reporter: Reporter, stdout: TextIO = sys.stdout) -> RunSummary:
-    """Convert every source; the backend (model) is created only once a document actually needs it."""
+@dataclass
+class DocumentRun:
+    """One input on its way through the run: opened lazily, its page results collected until complete.
+
+    ``open``, ``failed_open`` and ``next_page`` run on the backend's loader thread (except for the first
+    document, opened here so that no model is loaded when no input is readable); the rest on this one.
+    """
+
+    source: InputSource
+    target: Path | None
+    document: Document | None = None
+    pages: Iterator[Page] | None = None
+    page_count: int = 0
+    error: InputError | None = None
+    results: list[PageResult] = field(default_factory=list)
+    failed: bool = False
+
+    def open(self, job: ConvertJob) -> bool:
+        try:
+            self.document = open_document(self.source, dpi=job.dpi, pages=job.pages, password=job.password)
+        except InputError as exc:
+            self.error = exc
+            return False
+        self.page_count = len(self.document.page_numbers)
+        self.pages = self.document.pages()
+        return True
+
+    def failed_open(self) -> Page:
+        assert self.error is not None
+        raise self.error
+
+    def next_page(self) -> Page:
+        """Render the next selected page; the document is closed after its last page or its first failure."""
+        if self.pages is None:
+            raise InputError(f"{self.source.name}: not rendered after an earlier failure")
+        try:
+            page = next(self.pages)
+        except BaseException:
+            self.close()
+            raise
+        if self.document is not None and page.number == self.document.page_numbers[-1]:
+            self.close()
+        return page
+
+    def close(self) -> None:
+        if self.document is not None:
+            self.document.close()
+        self.document = self.pages = None
+
+
+def close_all(documents: Iterable[DocumentRun]) -> None:
+    for doc in documents:
+        doc.close()
+
+
+def page_requests(
+    job: ConvertJob, documents: Iterable[DocumentRun], on_text: Callable[[str], None] | None
+) -> Iterator[PageRequest]:
+    """Every selected page of every document, in order; a document that cannot be opened is one failing request."""
+    retry = retry_options(job.options)
+    for doc in documents:
+        if doc.document is None and not doc.open(job):
+            yield PageRequest(doc.source.name, 0, load=doc.failed_open, options=job.options, tag=doc)
+            continue
+        for number in list(doc.document.page_numbers):
+            yield PageRequest(
+                doc.source.name, number, load=doc.next_page, options=job.options, retry=retry, on_text=on_text, tag=doc
+            )
+
+
+def run(
+    job: ConvertJob, backend_factory: Callable[[], Backend], reporter: Reporter, stdout: TextIO | None = None
+) -> RunSummary:
+    """Convert every source; the backend (model) is created only once a document actually needs it.
+
+    Pages of all documents stream through ``backend.convert_many``; each document is written as soon
+    as its last page is back. ``stdout`` defaults to ``sys.stdout`` as it is at call time, so
+    redirections made by the caller apply.
+    """
+    stdout = stdout or sys.stdout
     summary = RunSummary(documents=len(job.sources))
     started = time.perf_counter()
     writer = make_writer(job, job.format)
-    backend: Backend | None = None
     with ExitStack() as stack:
         if job.output.directory is not None:
             make_dir(job.output.directory)
             stack.enter_context(directory_lock(job.output.directory))
         reporter.start(len(job.sources))
+        documents: list[DocumentRun] = []
         for source in job.sources:
             target = output_path(job, source, writer)
             if job.skip_existing and target is not None and target.exists():
-                summary.skipped += 1
-                reporter.document_done(source.name, skipped=True)
-                continue
-            try:
-                with open_document(source, dpi=job.dpi, pages=job.pages, password=job.password) as document:
-                    if backend is None:
-                        backend = backend_factory()
-                    results = convert_document(job, document, backend, reporter, summary, stdout)
-            except InputError as exc:
-                summary.failed_inputs.append(source.name)
-                reporter.error(str(exc))
-                reporter.document_done(source.name, skipped=False)
-                continue
-            write_document(job, writer, source, results, target, stdout)
-            summary.converted += 1
-            reporter.document_done(source.name, skipped=False)
+                skip(source, summary, reporter)
+            else:
+                documents.append(DocumentRun(source, target))
+        stack.callback(close_all, documents)
+        remaining = iter(documents)
+        for doc in remaining:
+            if doc.open(job):
+                backend = backend_factory()
+                convert_all(job, backend, chain([doc], remaining), writer, reporter, summary, stdout)
+                break
+            fail(doc, doc.error, summary, reporter)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def convert_document(
-    job: ConvertJob, document: Document, backend: Backend, reporter: Reporter, summary: RunSummary, stdout: TextIO
-) -> list[PageResult]:
-    results: list[PageResult] = []
-    reporter.document_started(document.source.name, len(document.page_numbers))
+def convert_all(
+    job: ConvertJob,
+    backend: Backend,
+    documents: Iterable[DocumentRun],
+    writer: Writer,
+    reporter: Reporter,
+    summary: RunSummary,
+    stdout: TextIO,
+) -> None:
+    """Feed the pages of ``documents`` to the backend and write each document once all its pages are back."""
     streaming = job.stream and job.output.to_stdout
 
     def on_text(text: str) -> None:
         stdout.write(text)
         stdout.flush()
 
-    for page in document.pages():
-        result = convert_page(backend, page, job.options, reporter, on_text if streaming else None)
-        if streaming:
-            stdout.write("\n")
-        if not result.finished:
-            summary.looped_pages.append(f"{page.source}#{page.number}")
-            reporter.warn(
-                f"{page.source}: page {page.number} hit the {job.options.max_new_tokens}-token limit without "
-                "finishing; its partial text is kept and marked"
-            )
-        summary.pages += 1
-        results.append(result)
-        reporter.page_done(result)
-    return results
+    with closing(backend.convert_many(page_requests(job, documents, on_text if streaming else None))) as outcomes:
+        for outcome in outcomes:
+            doc: DocumentRun = outcome.request.tag
+            if doc.failed:
+                continue
+            if outcome.error is not None:
+                fail(doc, outcome.error, summary, reporter)
+                continue
+            result = outcome.result
+            assert result is not None
+            if not doc.results:
+                reporter.document_started(doc.source.name, doc.page_count)
+            if streaming:
+                stdout.write("\n")
+            record(job, result, summary, reporter)
+            doc.results.append(result)
+            if len(doc.results) < doc.page_count:
+                continue
+            if job.skip_existing and doc.target is not None and doc.target.exists():
+                skip(doc.source, summary, reporter)  # an earlier input of this run wrote the same file
+                continue
+            write_document(job, writer, doc.source, doc.results, doc.target, stdout)
+            summary.converted += 1
+            reporter.document_done(doc.source.name, skipped=False)
+            doc.results = []
+
+
+def record(job: ConvertJob, result: PageResult, summary: RunSummary, reporter: Reporter) -> None:
+    """Count a page and warn about loops: retried with a stronger guard, or still unfinished after that."""
+    page = result.page
+    if result.retried:
+        reporter.warn(f"{page.source}: page {page.number} did not finish (model loop?); retried with a stronger guard")
+    if not result.finished:
+        summary.looped_pages.append(f"{page.source}#{page.number}")
+        reporter.warn(
+            f"{page.source}: page {page.number} hit the {job.options.max_new_tokens}-token limit without "
+            "finishing; its partial text is kept and marked"
+        )
+    summary.pages += 1
+    reporter.page_done(result)
+
+
+def skip(source: InputSource, summary: RunSummary, reporter: Reporter) -> None:
+    summary.skipped += 1
+    reporter.document_done(source.name, skipped=True)
+
+
+def fail(doc: DocumentRun, error: BaseException | None, summary: RunSummary, reporter: Reporter) -> None:
+    """Record a failed input: the error line names it; its other pages are ignored."""
+    doc.failed = True
+    summary.failed_inputs.append(doc.source.name)
+    message = str(error) if isinstance(error, DsocrError) else f"{doc.source.name}: {type(error).__name__}: {error}"
+    reporter.error(message)
+    reporter.document_done(doc.source.name, skipped=False)
 
 
 def write_document(

@@ -19,6 +19,18 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "done",
+    ExitCode.USAGE: "usage error",
+    ExitCode.PARTIAL_FAILURE: "some inputs failed or pages looped (the others finished)",
+    ExitCode.ALL_FAILED: "no input could be processed",
+    ExitCode.MODEL: "model/weights problem",
+    ExitCode.OUTPUT: "output not writable",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+"""One wording for every place that documents the codes: ``dsocr convert --help`` and the man page."""
+
+
 class DsocrError(Exception):
     """An error that is reported to the user as one line and maps to an exit code."""
 

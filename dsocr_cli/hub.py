@@ -1,26 +1,62 @@
-"""Resolve a model reference (a local directory or a hub repo id with optional ``@revision``) to a directory.
+"""Model references, downloads into the Hugging Face cache, and what that cache holds.
 
-Downloads go through huggingface_hub into the standard cache, so HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
-HF_TOKEN and HF_HUB_OFFLINE behave as in every other Hugging Face tool. Only the files inference needs
-are fetched (no remote code, no images from the model card).
+A model reference is a local directory or a hub repo id with an optional ``@revision``. Downloads go
+into the standard Hugging Face cache through huggingface_hub, so HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
+HF_TOKEN and HF_HUB_OFFLINE mean what they mean for every other Hugging Face tool, and ``hf cache``
+sees dsocr's models. Only the files inference needs are fetched (no remote code, no card images).
+
+dsocr moves the bytes itself, with huggingface_hub's ``http_get``, because huggingface_hub 2.x writes
+each download to a randomly named file and deletes it when the download fails: an interrupted 6.7 GB
+download would start again from zero. dsocr writes ``blobs/<etag>.incomplete`` instead (the name
+huggingface_hub's cache scanner reports as an interrupted download) and continues it with a Range
+request on the next run, under huggingface_hub's own per-blob lock. ``snapshot_download`` then finds
+every blob in place and only writes the snapshot links and tree listing. Downloads use plain HTTP, not
+Xet, for the same reason.
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import json
 import os
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from huggingface_hub import snapshot_download
+import httpx2
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url, scan_cache_dir, snapshot_download
 from huggingface_hub.errors import (
+    CacheNotFound,
     GatedRepoError,
     HfHubHTTPError,
     HFValidationError,
+    IncompleteSnapshotError,
     LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
+    RevisionResolutionError,
 )
+from huggingface_hub.file_download import http_get, repo_folder_name
+from huggingface_hub.hf_api import ModelInfo
+from huggingface_hub.utils import (
+    DeleteCacheStrategy,
+    OfflineModeIsEnabled,
+    WeakFileLock,
+    build_hf_headers,
+    disable_progress_bars,
+    filter_repo_objects,
+    validate_repo_id,
+)
+from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
-from dsocr_cli.errors import ModelError
+from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.progress import DownloadBar
 
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
 MODEL_FILES = [
@@ -32,49 +68,525 @@ MODEL_FILES = [
     "special_tokens_map.json",
     "processor_config.json",
 ]
+"""What inference reads; the official repo also holds remote code, a README and images, never fetched."""
+REQUIRED_FILES = ("config.json", "tokenizer.json")
+DSOCR_MODEL_TYPES = frozenset({"deepseek_vl_v2"})
+"""``model_type`` of the checkpoints dsocr runs (see models/registry.py); used to pick models from the cache."""
+UNREACHABLE = (httpx2.HTTPError, OfflineModeIsEnabled, RevisionResolutionError)
+"""The hub did not answer (no network, DNS, proxy, timeout); catch ``HfHubHTTPError``, a subclass, first."""
+SHA256 = re.compile(r"[0-9a-f]{64}")
+GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
-def split_reference(reference: str) -> tuple[str, str | None]:
-    """``owner/name@rev`` -> (``owner/name``, ``rev``)."""
-    repo, sep, revision = reference.partition("@")
-    return repo, (revision or None) if sep else None
+@dataclass(frozen=True)
+class ModelRef:
+    """A hub model: repo id and, optionally, a branch, tag or commit."""
+
+    repo: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.revision}" if self.revision else self.repo
+
+    @classmethod
+    def parse(cls, reference: str, revision: str | None = None) -> ModelRef:
+        """``owner/name[@revision]``; ``revision`` (from ``--revision``) must agree with an ``@revision``."""
+        repo, _, pinned = reference.partition("@")
+        if revision and pinned and revision != pinned:
+            raise UsageError(f"{reference}: --revision {revision} contradicts @{pinned}")
+        try:
+            validate_repo_id(repo)
+        except HFValidationError:
+            raise ModelError(
+                f"{reference}: neither a model directory nor a hub repo id (owner/name[@revision])"
+            ) from None
+        return cls(repo, revision or pinned or None)
+
+
+class TransferProgress(Protocol):
+    """Where a download reports bytes: ``start`` once with the totals, ``advance`` per write, then ``stop``."""
+
+    def start(self, total: int, completed: int) -> None: ...
+
+    def advance(self, count: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    """A ``TransferProgress`` that shows nothing (library use, tests)."""
+
+    def start(self, total: int, completed: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A model directory ready to load, and how this call obtained it."""
+
+    path: Path
+    commit: str | None = None
+    fetched: int = 0
+    """Bytes transferred by this call (0 when everything was cached)."""
+    note: str | None = None
+    """Set when the hub could not be asked and the cached copy was used as it is."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of the repo at the resolved commit, as the hub's file listing describes it."""
+
+    name: str
+    size: int
+    etag: str | None
+    """sha256 for LFS files, git blob id otherwise: the blob's name in the cache."""
+
+
+def hub_cache() -> Path:
+    """The hub cache huggingface_hub uses: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
+
+    Passed explicitly to every huggingface_hub call: its cache scanner keeps its own copy of the default.
+    """
+    return Path(constants.HF_HUB_CACHE).expanduser()
+
+
+def repo_dir(repo: str) -> Path:
+    return hub_cache() / repo_folder_name(repo_id=repo, repo_type="model")
 
 
 def offline_requested(offline: bool) -> bool:
-    return offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    """``--offline``, or HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE in the environment."""
+    return offline or constants.is_offline_mode()
 
 
-def resolve_model(reference: str = DEFAULT_MODEL, offline: bool = False) -> Path:
-    """A local directory as is; otherwise the cached (or freshly downloaded) snapshot of a hub repo."""
+def human_size(count: float) -> str:
+    """Bytes in decimal units, as download tools and disk tools print them (6.7 GB)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def resolve_model(reference: str = DEFAULT_MODEL, offline: bool = False, quiet: bool = False) -> Path:
+    """A local directory as is; otherwise the hub model's cached snapshot, downloaded first when missing."""
+    return download(reference, offline=offline, progress=DownloadBar(f"downloading {reference}", quiet=quiet)).path
+
+
+def download(
+    reference: str,
+    revision: str | None = None,
+    offline: bool = False,
+    progress: TransferProgress | None = None,
+) -> Snapshot:
+    """Make ``reference`` available locally and return its directory.
+
+    Offline (``offline`` or HF_HUB_OFFLINE) only the cache is read and no connection is attempted. Online,
+    the revision is resolved on the hub and whatever the cache lacks is fetched, continuing partial
+    files; when the hub cannot be reached the cached copy is used if there is one. Every failure is a
+    one-line ``ModelError`` that says what to do.
+    """
     local = Path(reference).expanduser()
-    if local.is_dir():
-        return local
-    repo, revision = split_reference(reference)
-    where = f"{repo}@{revision}" if revision else repo
-    offline = offline_requested(offline)
+    if revision is None and local.is_dir():
+        return Snapshot(local)
+    ref = ModelRef.parse(reference, revision)
+    if offline_requested(offline):
+        return Snapshot(cached_snapshot(ref))
     try:
-        path = snapshot_download(repo, revision=revision, allow_patterns=MODEL_FILES, local_files_only=offline)
+        return fetch(ref, progress or NoProgress())
+    except HfHubHTTPError as exc:
+        if exc.response.status_code < 500:
+            raise hub_error(ref, exc) from None
+        failure = first_line(exc)
+    except UNREACHABLE as exc:
+        failure = first_line(exc)
+    except (HFValidationError, OSError) as exc:
+        raise hub_error(ref, exc) from None
+    path = cached_snapshot(ref, unreachable=failure)
+    return Snapshot(path, note=f"cannot reach {constants.ENDPOINT} ({failure}); using the cached copy of {ref}")
+
+
+def cached_snapshot(ref: ModelRef, unreachable: str | None = None) -> Path:
+    """The complete cached snapshot of ``ref``, found without any network access."""
+    try:
+        path = snapshot_download(
+            ref.repo, revision=ref.revision, allow_patterns=MODEL_FILES, cache_dir=hub_cache(), local_files_only=True
+        )
+    except IncompleteSnapshotError:
+        raise ModelError(
+            f"{ref}: the cached copy is incomplete (an interrupted download); run `dsocr download {ref}` while "
+            "online to finish it"
+        ) from None
     except LocalEntryNotFoundError:
-        if offline:
+        if unreachable is None:
             raise ModelError(
-                f"{where}: not in the local cache and offline mode is on (run `dsocr download {where}` while online)"
+                f"{ref}: not in the model cache ({hub_cache()}) and offline mode is on (--offline or HF_HUB_OFFLINE); "
+                f"run `dsocr download {ref}` once while online, or pass --model DIR"
             ) from None
         raise ModelError(
-            f"{where}: cannot reach the Hugging Face hub and the model is not cached "
-            "(check the network or HF_ENDPOINT, or pass --model DIR)"
+            f"{ref}: cannot reach the Hugging Face hub at {constants.ENDPOINT} ({unreachable}) and the model is not "
+            f"in the cache ({hub_cache()}); check the network or HF_ENDPOINT and run `dsocr download {ref}`, "
+            "or pass --model DIR"
         ) from None
-    except GatedRepoError:
-        raise ModelError(f"{where}: access denied (gated or private repo; set HF_TOKEN or run `hf auth login`)") from None
-    except RepositoryNotFoundError:
-        raise ModelError(
-            f"{where}: repository not found on the hub (or private: set HF_TOKEN); not a local directory either"
-        ) from None
-    except RevisionNotFoundError:
-        raise ModelError(f"{where}: revision {revision!r} not found") from None
-    except HFValidationError:
-        raise ModelError(f"{reference}: neither a model directory nor a hub repo id (owner/name[@revision])") from None
-    except HfHubHTTPError as exc:
-        raise ModelError(f"{where}: download failed ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise ModelError(f"{where}: cannot write to the model cache ({exc.strerror or exc})") from None
     return Path(path)
+
+
+def fetch(ref: ModelRef, progress: TransferProgress) -> Snapshot:
+    """Resolve ``ref`` on the hub, fetch the files the cache lacks, and link the snapshot."""
+    api = HfApi()
+    revision = api.resolve_revision(ref.repo, revision=ref.revision, cache_dir=hub_cache())
+    commit = revision.resolved
+    files = model_files(ref, api.model_info(ref.repo, revision=commit, files_metadata=True))
+    snapshot = repo_dir(ref.repo) / "snapshots" / commit
+    if all((snapshot / f.name).is_file() for f in files):
+        return Snapshot(snapshot, commit)
+    missing: dict[str, RemoteFile] = {}  # one fetch per blob: files with the same content share it
+    for file in files:
+        blob = blob_path(ref, file)
+        if not (snapshot / file.name).is_file() and (blob is None or not blob.is_file()):
+            missing.setdefault(file.etag or file.name, file)
+    check_free_space(ref, list(missing.values()))
+    fetched = transfer(ref, commit, list(missing.values()), progress)
+    with disable_progress_bars():
+        path = snapshot_download(
+            ref.repo, revision=revision, allow_patterns=[f.name for f in files], cache_dir=hub_cache()
+        )
+    return Snapshot(Path(path), commit, fetched)
+
+
+def model_files(ref: ModelRef, info: ModelInfo) -> list[RemoteFile]:
+    """The files of ``MODEL_FILES`` the repo has, with sizes; a repo lacking what inference needs is an error."""
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    names = list(filter_repo_objects(siblings, allow_patterns=MODEL_FILES))
+    lacking = [name for name in REQUIRED_FILES if name not in names]
+    if not any(name.endswith(".safetensors") for name in names):
+        lacking.append("*.safetensors weights")
+    if lacking:
+        raise ModelError(
+            f"{ref}: the repository has no {', '.join(lacking)} at {info.sha or ref.revision}; "
+            "not a DeepSeek-OCR checkpoint in the hub layout"
+        )
+    files = []
+    for name in names:
+        sibling = siblings[name]
+        if sibling.lfs is not None:
+            files.append(RemoteFile(name, sibling.lfs.size, sibling.lfs.sha256))
+        else:
+            files.append(RemoteFile(name, sibling.size or 0, sibling.blob_id))
+    return files
+
+
+def blob_path(ref: ModelRef, file: RemoteFile) -> Path | None:
+    """Where the cache keeps the file's content; None when the listing gave no etag (it is fetched then)."""
+    return repo_dir(ref.repo) / "blobs" / file.etag if file.etag else None
+
+
+def partial_path(blob: Path) -> Path:
+    return blob.with_name(f"{blob.name}.incomplete")
+
+
+def partial_size(ref: ModelRef, file: RemoteFile) -> int:
+    """Bytes an earlier run already fetched of ``file``."""
+    blob = blob_path(ref, file)
+    if blob is None or not partial_path(blob).is_file():
+        return 0
+    return min(partial_path(blob).stat().st_size, file.size)
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` (or would hold it, for a directory yet to be created)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return shutil.disk_usage(Path.cwd()).free
+
+
+def check_free_space(ref: ModelRef, files: list[RemoteFile]) -> None:
+    """Fail before the first byte when the files still to fetch do not fit on the cache's disk."""
+    needed = sum(f.size - partial_size(ref, f) for f in files)
+    free = free_space(hub_cache())
+    if needed > free:
+        raise ModelError(
+            f"{ref}: the download needs {human_size(needed)} ({needed} bytes) in {hub_cache()} but only "
+            f"{human_size(free)} ({free} bytes) are free; free some space or set HF_HUB_CACHE (or HF_HOME) "
+            "to a bigger disk"
+        )
+
+
+def transfer(ref: ModelRef, commit: str, files: list[RemoteFile], progress: TransferProgress) -> int:
+    """Fetch ``files`` one after the other into the cache's blobs; returns the bytes transferred."""
+    if not files:
+        return 0
+    progress.start(total=sum(f.size for f in files), completed=sum(partial_size(ref, f) for f in files))
+    fetched = 0
+    try:
+        with disable_progress_bars():
+            for file in files:
+                fetched += fetch_blob(ref, commit, file, progress)
+    finally:
+        progress.stop()
+    return fetched
+
+
+class CountingFile(io.FileIO):
+    """A partial download opened for appending that reports each byte written, or truncated, to the progress."""
+
+    def __init__(self, path: Path, progress: TransferProgress) -> None:
+        super().__init__(path, "ab")
+        self.progress = progress
+        self.written = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += super().write(view[done:]) or 0
+        self.written += done
+        self.progress.advance(done)
+        return done
+
+    def truncate(self, size: int | None = None) -> int:
+        """huggingface_hub truncates when a server ignores the Range header and resends everything."""
+        before = os.fstat(self.fileno()).st_size
+        after = super().truncate(size)
+        self.written += after - before
+        self.progress.advance(after - before)
+        return after
+
+
+def fetch_blob(ref: ModelRef, commit: str, file: RemoteFile, progress: TransferProgress) -> int:
+    """Fetch one file into ``blobs/<etag>``, continuing what an earlier run left in ``<etag>.incomplete``."""
+    url = hf_hub_url(ref.repo, file.name, revision=commit)
+    try:
+        meta = get_hf_file_metadata(url)
+    except RemoteEntryNotFoundError:
+        raise ModelError(f"{ref}: file {file.name} not found in the repository at commit {commit[:12]}") from None
+    if meta.etag is None or meta.commit_hash is None:
+        raise ModelError(
+            f"{ref}: {constants.ENDPOINT} did not answer like a Hugging Face hub (no ETag or X-Repo-Commit for "
+            f"{file.name}); check HF_ENDPOINT and any proxy"
+        )
+    folder = repo_folder_name(repo_id=ref.repo, repo_type="model")
+    blob = hub_cache() / folder / "blobs" / meta.etag
+    partial = partial_path(blob)
+    lock = hub_cache() / ".locks" / folder / f"{meta.etag}.lock"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(lock):
+        if blob.is_file():
+            return 0
+        resumed = partial.stat().st_size if partial.is_file() else 0
+        if meta.size is not None and resumed > meta.size:
+            partial.unlink()
+            resumed = 0
+        headers = build_hf_headers()
+        if origin(meta.location) != origin(url):
+            headers.pop("authorization", None)  # a CDN's signed URL; the token stays with the hub
+        with CountingFile(partial, progress) as out:
+            try:
+                http_get(
+                    meta.location,
+                    out,
+                    resume_size=resumed,
+                    headers=headers,
+                    expected_size=meta.size,
+                    displayed_filename=file.name,
+                )
+            except (httpx2.HTTPError, HfHubHTTPError) as exc:
+                raise interrupted(ref, file, partial, exc) from None
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise ModelError(
+                        f"{ref}: the disk holding {hub_cache()} is full; free some space and run the same command "
+                        f"again to resume ({human_size(partial.stat().st_size)} of {file.name} are kept)"
+                    ) from None
+                raise interrupted(ref, file, partial, exc) from None
+        if resumed and not content_matches(partial, meta.etag):
+            partial.unlink()
+            raise ModelError(
+                f"{ref}: {file.name} does not match the hub's checksum after resuming an earlier download; the "
+                "partial file was removed, run the same command again"
+            )
+        os.replace(partial, blob)
+        return out.written
+
+
+def interrupted(ref: ModelRef, file: RemoteFile, partial: Path, exc: Exception) -> ModelError:
+    kept = partial.stat().st_size if partial.is_file() else 0
+    return ModelError(
+        f"{ref}: download of {file.name} interrupted ({first_line(exc)}); {human_size(kept)} are kept in the "
+        "cache, run the same command again to resume"
+    )
+
+
+def origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def content_matches(path: Path, etag: str) -> bool:
+    """Whether a file assembled over two runs has the content the hub's ETag names (sha256, or git blob id)."""
+    if SHA256.fullmatch(etag):
+        with path.open("rb") as f:
+            return sha_fileobj(f).hex() == etag
+    if GIT_SHA1.fullmatch(etag):
+        return git_hash(path.read_bytes()) == etag
+    return True
+
+
+def first_line(exc: BaseException) -> str:
+    """A short reason for an error message: the HTTP status, or the exception's first line."""
+    if isinstance(exc, HfHubHTTPError):
+        return f"HTTP {exc.response.status_code}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def hub_error(ref: ModelRef, exc: Exception) -> ModelError:
+    """One line that names what the hub refused and what to do about it."""
+    if isinstance(exc, GatedRepoError):
+        return ModelError(
+            f"{ref}: access denied (gated repo): accept its conditions on the model page, then set HF_TOKEN to a "
+            "token of that account"
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        if exc.response.status_code == 401:
+            return ModelError(
+                f"{ref}: access denied (private or gated repo, or no such repo): set HF_TOKEN to a token with read "
+                "access"
+            )
+        return ModelError(f"{ref}: repository not found on the hub ({constants.ENDPOINT}) and not a local directory")
+    if isinstance(exc, RevisionNotFoundError):
+        return ModelError(f"{ref}: revision {ref.revision!r} not found in {ref.repo}")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code
+        if status == 401:
+            return ModelError(f"{ref}: access denied: the hub rejected the token; set HF_TOKEN to a valid token")
+        if status == 403:
+            return ModelError(f"{ref}: access denied: the token may not read this repo; set HF_TOKEN to one that can")
+        return ModelError(f"{ref}: the hub refused the request (HTTP {status})")
+    if isinstance(exc, HFValidationError):
+        return ModelError(f"{ref}: {first_line(exc)}")
+    return ModelError(f"{ref}: cannot write to the model cache {hub_cache()} ({first_line(exc)})")
+
+
+@dataclass(frozen=True)
+class CachedRevision:
+    commit: str
+    refs: tuple[str, ...]
+    size: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """A model in the cache: its dsocr-runnable revisions and any interrupted download."""
+
+    repo: str
+    revisions: tuple[CachedRevision, ...]
+    size: int
+    partial: int
+    """Bytes of interrupted downloads that the next ``dsocr download`` continues."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "size_bytes": self.size,
+            "partial_bytes": self.partial,
+            "revisions": [
+                {"commit": r.commit, "refs": list(r.refs), "size_bytes": r.size, "path": str(r.path)}
+                for r in self.revisions
+            ],
+        }
+
+
+def cached_models() -> list[CachedModel]:
+    """Cached models whose config dsocr runs, plus repos holding only an interrupted download."""
+    try:
+        info = scan_cache_dir(hub_cache())
+    except CacheNotFound:
+        return []
+    partial: dict[Path, int] = defaultdict(int)
+    for incomplete in info.incomplete_files:
+        partial[incomplete.file_path.parent.parent] += incomplete.size_on_disk
+    models = []
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        revisions = tuple(
+            CachedRevision(rev.commit_hash, tuple(sorted(rev.refs)), rev.size_on_disk, rev.snapshot_path)
+            for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
+            if runs_on_dsocr(rev.snapshot_path)
+        )
+        if revisions or repo.repo_path in partial:
+            models.append(CachedModel(repo.repo_id, revisions, repo.size_on_disk, partial.pop(repo.repo_path, 0)))
+    for folder, size in partial.items():
+        prefix = f"models{constants.REPO_ID_SEPARATOR}"
+        if folder.name.startswith(prefix):
+            repo_id = folder.name.removeprefix(prefix).replace(constants.REPO_ID_SEPARATOR, "/")
+            models.append(CachedModel(repo_id, (), 0, size))
+    return sorted(models, key=lambda m: m.repo.lower())
+
+
+def runs_on_dsocr(snapshot: Path) -> bool:
+    try:
+        config = json.loads((snapshot / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") in DSOCR_MODEL_TYPES
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What ``dsocr models rm`` will delete, worked out before asking for confirmation."""
+
+    repo: str
+    commits: tuple[str, ...]
+    description: str
+    size: int
+    strategy: DeleteCacheStrategy | None
+    folder: Path | None
+    """A repo folder with no complete revision (an interrupted first download), removed as a whole."""
+
+    def execute(self) -> None:
+        if self.strategy is not None:
+            self.strategy.execute()
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder)
+
+
+def plan_removal(reference: str) -> Removal:
+    """The revisions ``repo[@revision]`` names (a ref or a commit prefix), or the whole repo."""
+    ref = ModelRef.parse(reference)
+    folder = repo_dir(ref.repo)
+    try:
+        info = scan_cache_dir(hub_cache())
+    except CacheNotFound:
+        raise ModelError(f"{ref}: not in the model cache ({hub_cache()})") from None
+    repo = next((r for r in info.repos if r.repo_type == "model" and r.repo_id == ref.repo), None)
+    if repo is None:
+        if ref.revision is None and folder.is_dir():
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+            return Removal(ref.repo, (), f"{ref.repo} (interrupted download)", size, None, folder)
+        raise ModelError(f"{ref}: not in the model cache ({hub_cache()})")
+    revisions = [
+        rev
+        for rev in repo.revisions
+        if ref.revision is None or ref.revision in rev.refs or rev.commit_hash.startswith(ref.revision)
+    ]
+    if not revisions:
+        cached = sorted({name for rev in repo.revisions for name in (*rev.refs, rev.commit_hash[:12])})
+        raise ModelError(f"{ref}: no such revision in the cache (cached: {', '.join(cached)})")
+    strategy = info.delete_revisions(*(rev.commit_hash for rev in revisions))
+    partial = 0
+    if len(revisions) == len(repo.revisions):  # the whole repo folder goes, interrupted downloads included
+        partial = sum(f.size_on_disk for f in info.incomplete_files if f.file_path.parent.parent == repo.repo_path)
+    names = ", ".join(sorted(" ".join((*rev.refs, rev.commit_hash[:12])) for rev in revisions))
+    commits = tuple(rev.commit_hash for rev in revisions)
+    return Removal(ref.repo, commits, f"{ref.repo} ({names})", strategy.expected_freed_size + partial, strategy, None)

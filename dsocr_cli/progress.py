@@ -8,9 +8,23 @@ stays silent. Colour follows rich, which honours NO_COLOR.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from dsocr_cli.results import PageResult
 
@@ -65,6 +79,18 @@ class Reporter:
         if self.progress is not None and self.documents is not None:
             self.progress.advance(self.documents)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Take the live display off the terminal while something else draws there (a model download)."""
+        if self.progress is None:
+            yield
+            return
+        self.progress.stop()
+        try:
+            yield
+        finally:
+            self.progress.start()
+
     def info(self, message: str) -> None:
         if self.verbose and not self.quiet:
             self.console.print(escape(message), highlight=False, soft_wrap=True)
@@ -82,3 +108,43 @@ class Reporter:
             self.progress = None
         if not self.quiet and (self.console.is_terminal or self.verbose or failed):
             self.console.print(escape(summary_line), highlight=False, soft_wrap=True)
+
+
+class DownloadBar:
+    """Bytes, speed and time left of a model download on stderr; draws nothing unless stderr is a terminal.
+
+    Implements ``dsocr_cli.hub.TransferProgress``. Counts may go backwards (a server that ignores a
+    resume request makes the download start over). While another rich live display owns the terminal
+    (it has redirected stderr) the bar stays hidden rather than garble both; ``Reporter.paused`` makes room.
+    """
+
+    def __init__(self, description: str, console: Console | None = None, quiet: bool = False) -> None:
+        self.description = description
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def start(self, total: int, completed: int) -> None:
+        if self.quiet or not self.console.is_terminal or isinstance(sys.stderr, FileProxy):
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(escape(self.description), total=total, completed=completed)
+
+    def advance(self, count: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task, count)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,30 +1,343 @@
-"""bitsandbytes quantization settings for loading a model in nf4 or int8."""
+"""``--quant auto|none|nf4|int8``: which weights to run, and dsocr's cache of quantized weights.
+
+Choosing (``resolve_quant``):
+
+- A pre-quantized bitsandbytes checkpoint (``quantization_config`` in config.json): ``auto`` = its own kind.
+- CUDA: ``none`` (bf16/fp16 weights) when the GPU's free memory holds them, else ``nf4``. Needed for bf16:
+  ``bf16 weight bytes + KV cache for KV_CONTEXT_TOKENS tokens + ACTIVATION_HEADROOM``, where the KV cache
+  is ``layers x 2 (K, V) x hidden x 2 bytes`` per token (v1 uses plain multi-head attention) and the
+  headroom covers SAM/CLIP activations of a tiled page, the CUDA context and allocator slack. For
+  DeepSeek-OCR: 6.67 GB + 0.50 GB + 2 GiB = 9.3 GB, so 8 GB cards get nf4 and 12 GB cards bf16.
+- CPU (and MPS): the fastest measured option, ``none``. ``benchmarks/quant_speed.py`` (results in
+  ``benchmarks/quant_speed.json``; 2-core AMD EPYC with AVX2 and no AVX512, OMP_NUM_THREADS=1 because
+  the machine was shared, best of 2 rounds x 2 runs, quantized options computing in float32):
+
+  ========================  ==========  ==========  =========  ==========
+  medium checkpoint         none fp32   none bf16   nf4        int8
+  ========================  ==========  ==========  =========  ==========
+  decode tokens/s           6.07        5.18        1.22       2.83
+  prefill (tiny-mode page)  3.45 s      28.7 s      9.61 s     6.11 s
+  ========================  ==========  ==========  =========  ==========
+
+  "medium" is the official decoder width (64 experts of 896, top-6, official vocabulary) with 3 layers
+  and a shallower vision tower, so its per-token cost has the real model's shape. A 500-token page there
+  takes ~86 s unquantized in float32 against ~182 s int8 and ~420 s nf4. bitsandbytes has no fused
+  low-bit CPU matmul without AVX512-BF16, so every quantized matmul first dequantizes its weights: on CPU
+  nf4/int8 save memory, never time. (The tiny test checkpoint, whose decode is bound by its unquantized
+  129k x 128 output head and per-call overhead, measured 15.4 / 38.0 / 18.6 / 15.5 tokens/s: differences
+  within this shared machine's noise, not a ranking.)
+
+Caching (``prepare_quantized``): the first quantization of a checkpoint loads it in bf16 on the CPU,
+quantizes linears and experts (``dsocr_cli.models.v1.quantize``) and saves the result as a self-contained
+model directory under ``quantized_cache_root()``: config.json, tokenizer files, one safetensors file and
+a manifest. It is keyed by the source (hub repo + commit for a hub snapshot, else the directory's path and
+its files' sizes and mtimes), the kind, dsocr's version and the format version, so a changed checkpoint or
+a new dsocr never reuses stale weights. Later runs load that directory directly.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bitsandbytes as bnb
+import huggingface_hub.constants
 import torch
-from transformers import BitsAndBytesConfig
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
 
-from dsocr_cli.errors import UsageError
+from dsocr_cli import __version__
+from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.models.v1.loader import load_v1, read_json, weight_files
+from dsocr_cli.models.v1.quantize import (
+    FORMAT_VERSION,
+    KEEP_FULL_PRECISION,
+    MANIFEST_NAME,
+    WEIGHTS_NAME,
+    copy_model_files,
+    quantized_state,
+    read_manifest,
+    write_dequantized,
+)
+from dsocr_cli.models.v1.quantized_experts import EXPERT_KINDS, QuantizedExperts
 
-QUANT_CHOICES = ("none", "nf4", "int8")
-KEEP_FULL_PRECISION = ["lm_head"]
-"""Quantizing the output head costs accuracy on every token for a small saving; bitsandbytes keeps it by default too."""
-INT8_ALSO_KEEPS = ["model.vision_tower"]
-"""bitsandbytes' int8 matmul accepts 2-D/3-D activations only; SAM runs its linears on (B, H, W, C) maps."""
+QUANT_CHOICES = ("auto", "none", *EXPERT_KINDS)
+CPU_AUTO_QUANT = "none"
+"""Fastest on CPU by measurement (module docstring); also what MPS gets, bitsandbytes' MPS support being partial."""
+KV_CONTEXT_TOKENS = 8192
+"""v1's context length: the KV cache a single page can grow to."""
+ACTIVATION_HEADROOM = 2 * 2**30
 
 
-def bnb_config(quant: str, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
-    """The ``BitsAndBytesConfig`` for ``quant`` (None for ``none``)."""
-    if quant == "none":
+def quantized_cache_root() -> Path:
+    """``$DSOCR_CACHE/quantized`` if set, else ``dsocr/quantized`` under the Hugging Face cache root (HF_HOME).
+
+    Next to the downloaded models, so moving HF_HOME (e.g. off a small home directory) moves both.
+    """
+    base = os.environ.get("DSOCR_CACHE")
+    root = Path(base).expanduser() if base else Path(huggingface_hub.constants.HF_HOME) / "dsocr"
+    return root / "quantized"
+
+
+def quantized_kind(directory: Path) -> str | None:
+    """``nf4``/``int8`` when ``directory`` already holds quantized weights: a dsocr cache entry or a
+    bitsandbytes checkpoint from the hub (``quantization_config`` in config.json); None otherwise."""
+    if (directory / MANIFEST_NAME).is_file():
+        return read_manifest(directory)["quant"]
+    config = read_json(directory / "config.json").get("quantization_config")
+    if not config:
         return None
-    if quant == "nf4":
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=compute_dtype,
-            llm_int8_skip_modules=KEEP_FULL_PRECISION,
+    if config.get("quant_method") != "bitsandbytes":
+        raise ModelError(
+            f"{directory}: quantized with {config.get('quant_method')!r}; dsocr loads bitsandbytes (nf4/int8) only"
         )
-    if quant == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_FULL_PRECISION + INT8_ALSO_KEEPS)
-    raise UsageError(f"unknown --quant {quant!r} (choose from {', '.join(QUANT_CHOICES)})")
+    return "int8" if config.get("load_in_8bit") or config.get("_load_in_8bit") else "nf4"
+
+
+def bf16_weight_bytes(directory: Path) -> int:
+    """Bytes the checkpoint's weights take in bf16, from the safetensors headers (nothing is read)."""
+    total = 0
+    for file in weight_files(directory):
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():
+                count = 1
+                for size in handle.get_slice(name).get_shape():
+                    count *= size
+                total += 2 * count
+    return total
+
+
+def kv_cache_bytes(official: dict) -> int:
+    """bf16 K and V of every decoder layer for ``KV_CONTEXT_TOKENS`` tokens."""
+    language = official.get("language_config") or official
+    return language["num_hidden_layers"] * 2 * language["hidden_size"] * 2 * KV_CONTEXT_TOKENS
+
+
+def bf16_requirement(directory: Path) -> int:
+    """Free GPU bytes ``auto`` wants before choosing unquantized weights (module docstring)."""
+    return bf16_weight_bytes(directory) + kv_cache_bytes(read_json(directory / "config.json")) + ACTIVATION_HEADROOM
+
+
+def choose_quant(requested: str, device: torch.device, required_bytes: int, free_bytes: int | None) -> str:
+    """The rule behind ``resolve_quant``, free of I/O so it can be checked with any memory figures."""
+    if requested not in QUANT_CHOICES:
+        raise UsageError(f"unknown --quant {requested!r} (choose from {', '.join(QUANT_CHOICES)})")
+    if requested != "auto":
+        return requested
+    if device.type != "cuda" or free_bytes is None:
+        return CPU_AUTO_QUANT
+    return "none" if free_bytes >= required_bytes else "nf4"
+
+
+def resolve_quant(requested: str, device: torch.device, directory: Path) -> str:
+    """``auto`` made concrete for this checkpoint on this device; explicit choices are checked and kept."""
+    own = quantized_kind(directory)
+    if own is not None:
+        if requested == "none":
+            raise UsageError(f"{directory}: holds {own}-quantized weights, which cannot run with --quant none")
+        return own if requested == "auto" else choose_quant(requested, device, 0, None)
+    if requested != "auto" or device.type != "cuda":
+        return choose_quant(requested, device, 0, None)
+    free, _ = torch.cuda.mem_get_info(device)
+    return choose_quant(requested, device, bf16_requirement(directory), free)
+
+
+def source_identity(directory: Path) -> dict[str, str]:
+    """What a cache entry is keyed on: repo + commit for a hub snapshot, else path + file sizes and mtimes."""
+    directory = directory.resolve()
+    repo_dir = directory.parent.parent
+    if directory.parent.name == "snapshots" and repo_dir.name.startswith("models--"):
+        repo = repo_dir.name.removeprefix("models--").replace("--", "/")
+        return {"repo": repo, "revision": directory.name}
+    files = [directory / "config.json", directory / "tokenizer.json", *weight_files(directory)]
+    stamps = [f"{file.name}:{file.stat().st_size}:{file.stat().st_mtime_ns}" for file in files]
+    return {"path": str(directory), "files": hashlib.sha256("\n".join(stamps).encode()).hexdigest()}
+
+
+def cache_entry(directory: Path, quant: str) -> Path:
+    """Where the ``quant`` variant of ``directory`` lives in the cache (whether or not it exists yet)."""
+    identity = source_identity(Path(directory))
+    key = json.dumps({"source": identity, "quant": quant, "dsocr": __version__, "format": FORMAT_VERSION}, sort_keys=True)
+    label = identity["repo"].replace("/", "--") if "repo" in identity else Path(identity["path"]).name
+    return quantized_cache_root() / f"{label}--{hashlib.sha256(key.encode()).hexdigest()[:16]}--{quant}"
+
+
+def find_quantized(directory: Path, quant: str) -> Path | None:
+    """The complete cache entry for ``directory`` and ``quant``, if one was built before."""
+    entry = cache_entry(directory, quant)
+    return entry if (entry / MANIFEST_NAME).is_file() and (entry / WEIGHTS_NAME).is_file() else None
+
+
+def prepare_quantized(
+    directory: Path, quant: str, device: torch.device | None = None, notify: Callable[[str], None] | None = None
+) -> Path:
+    """The cached ``quant`` variant of checkpoint ``directory``, building it on the first call.
+
+    Building loads the checkpoint in bf16 on the CPU and quantizes on ``device`` (default: the first CUDA
+    GPU if any, else the CPU); ``notify`` hears about it first, since it takes minutes for the full model.
+    A pre-quantized hub checkpoint is first unpacked to bf16 in a scratch directory next to the cache. The
+    entry appears atomically (renamed into place when complete).
+    """
+    directory = Path(directory)
+    if quant not in EXPERT_KINDS:
+        raise UsageError(f"cannot prepare --quant {quant!r} weights (choose from {', '.join(EXPERT_KINDS)})")
+    if (directory / MANIFEST_NAME).is_file():
+        if read_manifest(directory)["quant"] != quant:
+            raise UsageError(f"{directory}: holds {read_manifest(directory)['quant']} weights, not {quant}")
+        return directory
+    found = find_quantized(directory, quant)
+    if found is not None:
+        return found
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    entry = cache_entry(directory, quant)
+    if notify is not None:
+        notify(f"quantizing {directory} to {quant} on {device} (once; cached in {entry})")
+    scratch = entry.with_name(f".building-{entry.name}-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    started = time.perf_counter()
+    try:
+        scratch.mkdir(parents=True)
+        source = directory
+        if quantized_kind(directory) is not None:
+            source = write_dequantized(directory, scratch / "bf16")
+        loaded = load_v1(source, device="cpu", dtype=torch.bfloat16)
+        state = quantized_state(loaded.model, quant, device)
+        del loaded
+        save_quantized(state, scratch / "entry", quant, source, directory, started)
+        try:
+            os.replace(scratch / "entry", entry)
+        except OSError:
+            if find_quantized(directory, quant) is None:  # not a concurrent build that finished first
+                raise
+    except OSError as exc:
+        raise ModelError(f"{entry}: cannot write the quantized cache ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return entry
+
+
+def save_quantized(
+    state: dict[str, torch.Tensor], destination: Path, quant: str, files_from: Path, source: Path, started: float
+) -> None:
+    """Weights, config/tokenizer files and the manifest that marks the entry complete (written last)."""
+    destination.mkdir()
+    save_file(state, str(destination / WEIGHTS_NAME), metadata={"format": "pt", "dsocr_quant": quant})
+    copy_model_files(files_from, destination)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "quant": quant,
+        "dsocr": __version__,
+        "bitsandbytes": bnb.__version__,
+        "source": {**source_identity(source), "directory": str(source)},
+        "weights": WEIGHTS_NAME,
+        "weights_bytes": (destination / WEIGHTS_NAME).stat().st_size,
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (destination / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+
+def quantized_entries() -> list[tuple[Path, dict]]:
+    """Every complete cache entry with its manifest, for listing (``dsocr models``, ``dsocr doctor``)."""
+    root = quantized_cache_root()
+    if not root.is_dir():
+        return []
+    entries = []
+    for entry in sorted(root.iterdir()):
+        manifest = entry / MANIFEST_NAME
+        if not entry.name.startswith(".") and manifest.is_file():
+            entries.append((entry, json.loads(manifest.read_text(encoding="utf-8"))))
+    return entries
+
+
+@dataclass
+class WeightBytes:
+    """Weights of one category: how many, and the bytes they take as stored (quantization scales included)."""
+
+    weights: int = 0
+    stored_bytes: int = 0
+    quantized_weights: int = 0
+
+    @property
+    def bf16_bytes(self) -> int:
+        return 2 * self.weights
+
+
+@dataclass
+class WeightMemory:
+    """Weight bytes per category: ``experts`` (routed), ``linear`` (quantization targets), ``kept``
+    (linears deliberately left unquantized: lm_head) and ``other`` (embeddings, norms, convs, biases)."""
+
+    categories: dict[str, WeightBytes] = field(
+        default_factory=lambda: {name: WeightBytes() for name in ("experts", "linear", "kept", "other")}
+    )
+
+    def ratio_to_bf16(self, *names: str) -> float:
+        """Stored bytes of ``names`` over what the same weights take in bf16."""
+        chosen = [self.categories[name] for name in names]
+        return sum(c.stored_bytes for c in chosen) / sum(c.bf16_bytes for c in chosen)
+
+    def table(self) -> str:
+        rows = [f"{'category':<8} {'weights':>13} {'stored bytes':>14} {'bf16 bytes':>14} {'quantized':>13}"]
+        for name, c in self.categories.items():
+            rows.append(
+                f"{name:<8} {c.weights:>13,} {c.stored_bytes:>14,} {c.bf16_bytes:>14,} {c.quantized_weights:>13,}"
+            )
+        return "\n".join(rows)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def linear_bytes(module: nn.Linear) -> tuple[int, int]:
+    """(stored bytes, quantized weights) of a linear's weight, bitsandbytes scales included."""
+    weight = module.weight
+    if isinstance(module, bnb.nn.Linear4bit):
+        scales = module.weight.quant_state.as_dict(packed=True).values()
+        return tensor_bytes(weight) + sum(tensor_bytes(t) for t in scales), module.in_features * module.out_features
+    if isinstance(module, bnb.nn.Linear8bitLt):
+        row_absmax = weight.SCB if weight.SCB is not None else module.state.SCB
+        return tensor_bytes(weight) + tensor_bytes(row_absmax), weight.numel()
+    return tensor_bytes(weight), 0
+
+
+def weight_memory(model: nn.Module) -> WeightMemory:
+    """Measure the bytes a loaded model's weights take, per category (``WeightMemory``)."""
+    memory = WeightMemory()
+    counted: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedExperts):
+            tensors = list(module.buffers())
+            stored, weights, quantized = sum(tensor_bytes(t) for t in tensors), module.num_weights, module.num_weights
+            category = "experts"
+        elif isinstance(module, UnlimitedOcrTextExperts):
+            tensors = [module.gate_up_proj, module.down_proj]
+            stored, weights, quantized = sum(tensor_bytes(t) for t in tensors), sum(t.numel() for t in tensors), 0
+            category = "experts"
+        elif isinstance(module, nn.Linear):
+            tensors = [module.weight]
+            stored, quantized = linear_bytes(module)
+            weights = module.in_features * module.out_features
+            category = "kept" if name in KEEP_FULL_PRECISION else "linear"
+        else:
+            continue
+        entry = memory.categories[category]
+        entry.weights += weights
+        entry.stored_bytes += stored
+        entry.quantized_weights += quantized
+        counted.update(id(t) for t in tensors)
+    other = memory.categories["other"]
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) not in counted:
+            other.weights += tensor.numel()
+            other.stored_bytes += tensor_bytes(tensor)
+    return memory

@@ -1,13 +1,21 @@
-"""Shared fixtures: one random-weight checkpoint in the official layout per test session."""
+"""Shared fixtures: random-weight checkpoints in the official layout (one per session each: the random one,
+which never finishes a page, and one that always does) and ``dsocr``, the CLI run in-process."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from transformers.utils import logging as hf_logging
 
-from dsocr_cli.testing.checkpoint import write_checkpoint
+from dsocr_cli.testing.checkpoint import SHARD_NAME, write_checkpoint
+from tests.cli_support import Run, call_main, isolation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -28,3 +36,52 @@ def tiny_runner(tiny_checkpoint: Path):
     from dsocr_cli.models.registry import load_runner
 
     return load_runner(tiny_checkpoint, torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="session")
+def eos_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint rewired so greedy decoding emits EOS at the first step, whatever the page.
+
+    Random weights never finish a page, so this is the only way to see a page end as a real one does
+    (and a run exit 0). Hidden dimension 0 carries a large constant from every token embedding; no layer
+    writes to it (its rows of every output projection are zero), so after the final norm it is positive
+    at the last position, and the LM head turns exactly that dimension into the EOS logit, all others 0.
+    """
+    from safetensors.torch import load_file, save_file
+    from tokenizers import Tokenizer
+
+    path = tmp_path_factory.mktemp("ckpt") / "eos"
+    shutil.copytree(tiny_checkpoint, path)
+    eos_text = json.loads((path / "special_tokens_map.json").read_text())["eos_token"]["content"]
+    eos = Tokenizer.from_file(str(path / "tokenizer.json")).token_to_id(eos_text)
+    tensors = load_file(str(path / SHARD_NAME))
+    tensors["model.embed_tokens.weight"][:, 0] = 1000.0
+    for name, tensor in tensors.items():
+        if name.startswith("model.layers.") and name.endswith(("o_proj.weight", "down_proj.weight")):
+            tensor[0, :] = 0.0
+    tensors["model.norm.weight"][0] = 1.0
+    tensors["lm_head.weight"].zero_()
+    tensors["lm_head.weight"][eos, 0] = 1.0
+    save_file(tensors, str(path / SHARD_NAME), metadata={"format": "pt"})
+    return path
+
+
+@pytest.fixture
+def dsocr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """``dsocr ARGS`` run in-process through the real entry point ``main``, its stdout and stderr captured
+    at the file-descriptor level (so stray library output would show), in ``tmp_path`` as working directory,
+    stdin empty, and isolated from the user's DSOCR_* settings, config file and network."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO()))  # as with </dev/null
+    for key in [key for key in os.environ if key.startswith("DSOCR_")]:
+        monkeypatch.delenv(key)
+    for key, value in isolation(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    def invoke(*args: str | Path) -> Run:
+        capfd.readouterr()
+        code = call_main([str(arg) for arg in args])
+        out, err = capfd.readouterr()
+        return Run(code, out, err)
+
+    return invoke

@@ -1,10 +1,9 @@
-"""Generation on the tiny checkpoint: the guard, EOS handling, streaming and quantized loading."""
+"""Generation on the tiny checkpoint: the guard, EOS handling and streaming (quantized runs: test_quant.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from dsocr_cli.engine.backend import ConvertOptions
@@ -13,7 +12,6 @@ from dsocr_cli.models.v1.loader import load_v1
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import V1Runner
-from dsocr_cli.quant import bnb_config
 from dsocr_cli.results import Page
 from dsocr_cli.testing.images import make_page_image
 
@@ -59,14 +57,3 @@ def test_streamed_text_equals_final_text(tiny_runner) -> None:
     )
     assert "".join(pieces) == result.text
     assert len(pieces) > 1
-
-
-@pytest.mark.parametrize("quant", ["nf4", "int8"])
-def test_bitsandbytes_quantized_model_loads_and_generates_on_cpu(tiny_checkpoint: Path, quant: str) -> None:
-    import bitsandbytes as bnb
-
-    loaded = load_v1(tiny_checkpoint, dtype=torch.bfloat16, quantization_config=bnb_config(quant, torch.bfloat16))
-    layer = loaded.model.model.language_model.layers[0].self_attn.q_proj
-    assert isinstance(layer, bnb.nn.Linear4bit if quant == "nf4" else bnb.nn.Linear8bitLt)
-    result = LocalBackend(V1Runner(loaded)).convert(PAGE, ConvertOptions(mode="tiny", prompt="free", max_new_tokens=6))
-    assert result.generated_tokens == 6 and result.text

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 
 from dsocr_cli import __version__
+from dsocr_cli.cli import doctor as doctor_cli
+from dsocr_cli.cli import models as models_cli
 from dsocr_cli.cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -32,7 +34,7 @@ from dsocr_cli.cli.options import (
 from dsocr_cli.config import config_path, load_config
 from dsocr_cli.convert import ConvertJob, OutputTarget, run
 from dsocr_cli.engine.backend import ConvertOptions
-from dsocr_cli.errors import DsocrError, ExitCode, UsageError
+from dsocr_cli.errors import EXIT_CODE_MEANINGS, DsocrError, ExitCode, UsageError
 from dsocr_cli.hub import DEFAULT_MODEL
 from dsocr_cli.inputs.discover import STDIN, discover
 from dsocr_cli.inputs.pages import parse_page_ranges
@@ -58,9 +60,7 @@ CONVERT_EXAMPLES = """Examples:
 
   curl -s https://example.org/a.pdf | dsocr convert - --pages 1-3
 
-Exit codes: 0 done; 1 usage error; 2 some inputs failed or pages looped; 3 no input could be processed;
-4 model/weights problem; 5 output not writable; 130 interrupted.
-"""
+Exit codes: """ + "; ".join(f"{int(code)} {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()) + ".\n"
 
 
 def output_target(output: str | None, inputs: list[str], source_count: int) -> OutputTarget:
@@ -108,6 +108,12 @@ def convert(
     ngram_window: Annotated[
         int, typer.Option("--ngram-window", min=1, help="Loop guard window of recent generated tokens.")
     ] = 50,
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            "--batch-size", envvar="DSOCR_BATCH_SIZE", help="Pages decoded together: a number, or auto (from free memory)."
+        ),
+    ] = "auto",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     quant: QuantOpt = QuantName.none,
@@ -123,6 +129,9 @@ def convert(
     target = output_target(output, inputs, len(sources))
     if stream and not target.to_stdout:
         raise UsageError("--stream prints to stdout; it cannot be combined with -o")
+    from dsocr_cli.engine.batched import parse_batch_size
+
+    batch = parse_batch_size(batch_size)
     job = ConvertJob(
         sources=sources,
         options=ConvertOptions(
@@ -147,12 +156,19 @@ def convert(
     def backend_factory():
         from dsocr_cli.engine.factory import local_backend
 
-        return local_backend(model, device=device, dtype=dtype, quant=quant.value, offline=offline, reporter=reporter)
+        return local_backend(
+            model, device=device, dtype=dtype, quant=quant.value, offline=offline, reporter=reporter, batch_size=batch
+        )
 
     summary = run(job, backend_factory, reporter)
     code = summary.exit_code()
     reporter.finish(summary.line(), failed=code != ExitCode.OK)
     raise typer.Exit(int(code))
+
+
+app.command(epilog=models_cli.DOWNLOAD_EXAMPLES)(models_cli.download)
+app.add_typer(models_cli.models_app, name="models")
+app.command(epilog=doctor_cli.DOCTOR_EXAMPLES)(doctor_cli.doctor)
 
 
 @config_app.command("path")
@@ -168,11 +184,13 @@ def version() -> None:
 
 
 def quiet_libraries() -> None:
-    """Keep library chatter off stderr: transformers' progress bars and warnings, bitsandbytes' notices."""
+    """Keep library chatter off stderr: transformers' bars and warnings, huggingface_hub's and bitsandbytes' notices."""
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -187,18 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         code = app(args=argv, prog_name="dsocr", standalone_mode=False, default_map={"convert": defaults})
     except typer.Exit as done:
         return done.exit_code
-    except typer.Abort:
-        return ExitCode.INTERRUPTED
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         console.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False)
         return ExitCode.USAGE
-    except KeyboardInterrupt:
-        console.print("interrupted", highlight=False)
-        return ExitCode.INTERRUPTED
+    except (KeyboardInterrupt, typer.Abort):
+        code = ExitCode.INTERRUPTED
     except DsocrError as exc:
         console.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
         return exc.exit_code
+    if code == ExitCode.INTERRUPTED:
+        # Typer turns Ctrl-C inside a command into a bare exit code 130; say why the run stopped.
+        console.print("interrupted", highlight=False)
     return code if isinstance(code, int) else ExitCode.OK
 
 

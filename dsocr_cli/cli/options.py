@@ -81,3 +81,17 @@ OutputOpt = Annotated[
         help="Output directory (one file per input), a file (single input), or - for stdout. Default: stdout.",
     ),
 ]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        envvar="DSOCR_MODEL",
+        help="Hub repo id (owner/name[@revision]) or a local model directory.",
+        show_default=True,
+    ),
+]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option("--revision", help="Branch, tag or commit of the hub repo (the same as MODEL@REVISION)."),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout instead of a table.")]

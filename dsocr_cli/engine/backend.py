@@ -1,14 +1,16 @@
-"""What a backend is: something that turns a page and options into a ``PageResult``.
+"""What a backend is: something that turns pages and options into ``PageResult`` objects.
 
 The local model (``engine.local``) is one backend; a remote OpenAI-compatible server is another.
-Writers and the CLI only see ``PageResult`` and cannot tell them apart.
+Writers and the CLI only see ``PageResult`` and cannot tell them apart. A backend converts one page
+(``convert``) or a stream of pages (``convert_many``), which it may run concurrently however suits it
+(the local one batches them on the model) as long as the outcomes come back in request order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from dsocr_cli.results import Page, PageResult
 
@@ -24,7 +26,45 @@ class ConvertOptions:
     ngram_window: int = 50
 
 
+@dataclass
+class PageRequest:
+    """One page for ``convert_many``: where it comes from, how to get its image, and how to convert it.
+
+    ``load`` renders the page; backends call it from a worker thread, in request order, so rendering
+    overlaps the model. Whatever it raises becomes that page's failure, not the run's.
+    """
+
+    source: str
+    """The input as the user named it, for messages."""
+    number: int
+    """1-based page number within ``source``."""
+    load: Callable[[], Page]
+    options: ConvertOptions
+    retry: ConvertOptions | None = None
+    """Settings for one more try when the page hits the token limit without finishing (a model loop);
+    only generation settings may differ from ``options`` (same mode and prompt)."""
+    on_text: Callable[[str], None] | None = None
+    """Receives the page's text as it is generated; such a page is converted alone, so streams never interleave."""
+    tag: Any = None
+    """The caller's bookkeeping, handed back untouched with the outcome."""
+
+
+@dataclass
+class PageOutcome:
+    """What became of one ``PageRequest``: a result, or the error that stopped the page."""
+
+    request: PageRequest
+    result: PageResult | None = None
+    error: Exception | None = None
+    first_token_at: float | None = None
+    """``time.perf_counter()`` when the page's first token was chosen (None when there was none)."""
+
+
 class Backend(Protocol):
     def convert(
         self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None
     ) -> PageResult: ...
+
+    def convert_many(self, requests: Iterable[PageRequest]) -> Generator[PageOutcome, None, None]:
+        """One outcome per request, in request order, each as soon as it and all before it are done."""
+        ...

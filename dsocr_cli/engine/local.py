@@ -1,11 +1,12 @@
-"""The local-model backend: a page in, a ``PageResult`` out, on this machine's CPU or GPU."""
+"""The local-model backend: pages in, ``PageResult`` objects out, on this machine's CPU or GPU."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
 
-from dsocr_cli.engine.backend import ConvertOptions
+from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
+from dsocr_cli.engine.batched import BatchedEngine, page_result
 from dsocr_cli.errors import UsageError
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
@@ -14,19 +15,21 @@ from dsocr_cli.results import Page, PageResult
 
 
 class LocalBackend:
-    """Runs pages through a locally loaded model, one page per call."""
+    """Runs pages through a locally loaded model: one page per ``convert`` call, or batched by ``convert_many``."""
 
-    def __init__(self, runner: V1Runner) -> None:
+    def __init__(self, runner: V1Runner, batch_size: int | None = None) -> None:
+        """``batch_size`` None sizes batches from free memory (``engine.batched.auto_batch_size``)."""
         self.runner = runner
+        self.engine = BatchedEngine(runner, batch_size=batch_size)
 
     def convert(
         self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None
     ) -> PageResult:
+        """One page through transformers' ``generate``: the official one-page path."""
         if options.mode not in MODES:
             raise UsageError(f"unknown --mode {options.mode!r} (choose from {', '.join(MODES)})")
-        prompt = resolve_prompt(options.prompt)
         started = time.perf_counter()
-        request = self.runner.prepare(page.image, MODES[options.mode], prompt)
+        request = self.runner.prepare(page.image, MODES[options.mode], resolve_prompt(options.prompt))
         generation = self.runner.generate(
             request,
             max_new_tokens=options.max_new_tokens,
@@ -34,14 +37,7 @@ class LocalBackend:
             ngram_window=options.ngram_window,
             on_text=on_text,
         )
-        return PageResult(
-            page=page,
-            text=self.runner.decode(generation.token_ids),
-            mode=options.mode,
-            prompt=prompt.text,
-            vision_tokens=request.image.num_image_tokens,
-            generated_tokens=len(generation.token_ids) + int(generation.finished),
-            finished=generation.finished,
-            seconds=time.perf_counter() - started,
-            token_ids=generation.token_ids,
-        )
+        return page_result(self.runner, page, options, request, generation, time.perf_counter() - started)
+
+    def convert_many(self, requests: Iterable[PageRequest]) -> Generator[PageOutcome, None, None]:
+        return self.engine.run(requests)

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from dsocr_cli.errors import ModelError
 from dsocr_cli.models.v1.loader import load_v1, read_json
+from dsocr_cli.models.v1.quantize import MANIFEST_NAME, load_quantized_v1
 from dsocr_cli.models.v1.runner import V1Runner
 
 V1_ARCHITECTURES = frozenset({"DeepseekOCRForCausalLM"})
 
 
-def load_runner(
-    directory: str | Path, device: torch.device, dtype: torch.dtype, quantization_config: Any = None
-) -> V1Runner:
-    """The runner for the family ``directory`` holds; DeepSeek-OCR v1 is the one supported so far."""
+def load_runner(directory: str | Path, device: torch.device, dtype: torch.dtype) -> V1Runner:
+    """The runner for the family ``directory`` holds; DeepSeek-OCR v1 is the one supported so far.
+
+    A directory written by ``dsocr_cli.quant.prepare_quantized`` (it has a quantized manifest) loads its
+    nf4/int8 weights directly.
+    """
     directory = Path(directory)
     config = read_json(directory / "config.json")
     architectures = set(config.get("architectures") or [])
     if config.get("model_type") == "deepseek_vl_v2" and (not architectures or architectures & V1_ARCHITECTURES):
-        return V1Runner(load_v1(directory, device=device, dtype=dtype, quantization_config=quantization_config))
+        if (directory / MANIFEST_NAME).is_file():
+            return V1Runner(load_quantized_v1(directory, device=device, dtype=dtype))
+        return V1Runner(load_v1(directory, device=device, dtype=dtype))
     raise ModelError(
         f"{directory}: unsupported model (model_type {config.get('model_type')!r}, "
         f"architectures {sorted(architectures)}); dsocr runs DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR)"

@@ -8,12 +8,12 @@ settings that make it v1 rather than Unlimited-OCR: full causal attention (Unlim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from transformers import UnlimitedOcrConfig
 
 from dsocr_cli.errors import ModelError
+from dsocr_cli.models.v1.tokens import TokenIds
 
 SAM_KEY = "sam_vit_b"
 CLIP_KEY = "clip-l-14-224"
@@ -35,17 +35,6 @@ DECODER_FIELDS = (
     "topk_method",
 )
 """Official ``language_config`` fields that carry over to ``UnlimitedOcrTextConfig`` under the same name."""
-
-
-@dataclass(frozen=True)
-class TokenIds:
-    """Ids of the tokens v1 prompts and guards rely on, read from the tokenizer."""
-
-    bos: int
-    eos: int
-    image: int
-    td_open: int
-    td_close: int
 
 
 def decoder_defaults() -> dict[str, Any]:

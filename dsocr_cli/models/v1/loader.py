@@ -19,7 +19,8 @@ from safetensors import safe_open
 from transformers import PreTrainedTokenizerFast, UnlimitedOcrForConditionalGeneration
 
 from dsocr_cli.errors import ModelError
-from dsocr_cli.models.v1.config import TokenIds, build_config
+from dsocr_cli.models.v1.config import build_config
+from dsocr_cli.models.v1.tokens import TokenIds
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -132,13 +133,17 @@ def load_v1(
     directory: str | Path,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-    quantization_config: Any = None,
 ) -> LoadedV1:
     """Validate and load a v1 checkpoint directory; every failure is a one-line ``ModelError``."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelError(f"{directory}: model directory not found")
     official = read_json(directory / "config.json")
+    if official.get("quantization_config"):
+        raise ModelError(
+            f"{directory}: a pre-quantized checkpoint; load it with --quant auto (dsocr re-packs it into its "
+            "quantized cache, dsocr_cli.quant.prepare_quantized)"
+        )
     tokenizer, token_ids = load_tokenizer(directory)
     config = build_config(official, token_ids, str(directory / "config.json"))
     try:
@@ -153,7 +158,6 @@ def load_v1(
             dtype=dtype,
             device_map=device,
             attn_implementation="sdpa",
-            quantization_config=quantization_config,
             output_loading_info=True,
         )
     except torch.OutOfMemoryError:
@@ -164,8 +168,15 @@ def load_v1(
     for kind, names in problems.items():
         if names:
             raise ModelError(f"{directory}: {kind.replace('_', ' ')} after conversion: {names[0]}")
+    return ready(model, tokenizer, token_ids, directory)
+
+
+def ready(
+    model: UnlimitedOcrForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, token_ids: TokenIds, source: Path
+) -> LoadedV1:
+    """Inference mode and the generation ids every v1 model needs, however its weights were loaded."""
     model.eval()
     model.generation_config.bos_token_id = token_ids.bos
     model.generation_config.eos_token_id = token_ids.eos
     model.generation_config.pad_token_id = token_ids.eos
-    return LoadedV1(model=model, tokenizer=tokenizer, token_ids=token_ids, source=directory)
+    return LoadedV1(model=model, tokenizer=tokenizer, token_ids=token_ids, source=source)

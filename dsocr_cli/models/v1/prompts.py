@@ -8,11 +8,13 @@ BOS + image positions + the instruction text (the text after ``<image>``, prompt
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from dsocr_cli.errors import UsageError
-from dsocr_cli.models.v1.config import TokenIds
+from dsocr_cli.models.v1.tokens import TokenIds
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IMAGE_TOKEN = "<image>"
 PROMPTS: dict[str, str] = {

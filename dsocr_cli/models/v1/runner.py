@@ -1,15 +1,23 @@
-"""Run DeepSeek-OCR v1 on one page: preprocessing, prompt, greedy generation with the loop guard."""
+"""Run DeepSeek-OCR v1: preprocessing, prompt, and the model calls generation is built from.
+
+``generate`` is the one-page path (transformers' ``generate`` with the loop guard), kept identical to
+the official ``infer()``. The batched engine (``dsocr_cli.engine.batched``) drives the same network
+through three smaller calls instead: ``encode_images`` (the vision encoder over many pages at once),
+``prefill`` (one page's prompt) and ``decode_step`` (one token for every live sequence).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from transformers import LogitsProcessorList
+from transformers import DynamicCache, LogitsProcessorList
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
 
 from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
+from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.loader import LoadedV1
 from dsocr_cli.models.v1.preprocess import Mode, PreparedImage, prepare_image
@@ -23,6 +31,11 @@ class V1Request:
     input_ids: list[int]
     image: PreparedImage
 
+    @property
+    def views(self) -> int:
+        """Images the vision encoder sees for this page: the global view plus its tiles."""
+        return 1 + (0 if self.image.tiles is None else self.image.tiles.shape[0])
+
 
 @dataclass
 class Generation:
@@ -32,8 +45,31 @@ class Generation:
     finished: bool
 
 
+@dataclass
+class Prefill:
+    """A prompt run through the decoder: next-token logits and the per-layer keys/values it left."""
+
+    logits: torch.Tensor
+    """(vocab,) float32 logits for the first generated token."""
+    layer_kv: list[tuple[torch.Tensor, torch.Tensor]]
+    """Per layer: keys and values of shape (1, heads, prompt length, head dim)."""
+
+
+def view_chunks(indices: list[int], views: list[int], max_views: int) -> list[list[int]]:
+    """Consecutive runs of ``indices`` whose ``views`` add up to at most ``max_views`` (at least one index each)."""
+    chunks: list[list[int]] = []
+    total = 0
+    for index, count in zip(indices, views):
+        if not chunks or total + count > max_views:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(index)
+        total += count
+    return chunks
+
+
 class V1Runner:
-    """Greedy DeepSeek-OCR v1 inference on a loaded model, one page per call."""
+    """Greedy DeepSeek-OCR v1 inference on a loaded model."""
 
     family = "deepseek-ocr"
 
@@ -41,21 +77,27 @@ class V1Runner:
         self.loaded = loaded
 
     def prepare(self, image: Image.Image, mode: Mode, prompt: Prompt) -> V1Request:
-        prepared = prepare_image(image, mode)
-        ids = prompt_ids(prompt, self.loaded.tokenizer, self.loaded.token_ids, prepared.num_image_tokens)
-        return V1Request(input_ids=ids, image=prepared)
+        return self.request(prepare_image(image, mode), prompt)
+
+    def request(self, image: PreparedImage, prompt: Prompt) -> V1Request:
+        """The prompt around an already preprocessed page (the batched engine preprocesses in worker threads)."""
+        ids = prompt_ids(prompt, self.loaded.tokenizer, self.loaded.token_ids, image.num_image_tokens)
+        return V1Request(input_ids=ids, image=image)
+
+    def vision_inputs(self, requests: Sequence[V1Request]) -> dict:
+        """Pixel tensors of several pages for one vision-encoder call; their global views must share one size."""
+        device, dtype = self.loaded.device, self.loaded.dtype
+        tiles = [r.image.tiles for r in requests if r.image.tiles is not None]
+        return {
+            "pixel_values": torch.stack([r.image.global_view for r in requests]).to(device, dtype),
+            "pixel_values_local": torch.cat(tiles).to(device, dtype) if tiles else None,
+            "num_local_patches": [r.views - 1 for r in requests],
+            "patches_grid": [list(r.image.grid) for r in requests],
+        }
 
     def model_inputs(self, request: V1Request) -> dict:
         """Tensors for ``UnlimitedOcrForConditionalGeneration`` on the model's device and dtype."""
-        device, dtype = self.loaded.device, self.loaded.dtype
-        tiles = request.image.tiles
-        return {
-            "input_ids": torch.tensor([request.input_ids], device=device),
-            "pixel_values": request.image.global_view[None].to(device, dtype),
-            "pixel_values_local": None if tiles is None else tiles.to(device, dtype),
-            "num_local_patches": [0 if tiles is None else tiles.shape[0]],
-            "patches_grid": [list(request.image.grid)],
-        }
+        return {"input_ids": torch.tensor([request.input_ids], device=self.loaded.device), **self.vision_inputs([request])}
 
     @torch.inference_mode()
     def generate(
@@ -69,17 +111,7 @@ class V1Runner:
         ids = self.loaded.token_ids
         processors = LogitsProcessorList()
         if ngram_size > 0:
-            processors.append(
-                SlidingWindowNoRepeatNGram(
-                    ngram_size,
-                    max(ngram_window, ngram_size),
-                    prompt_length=len(request.input_ids),
-                    whitelist=(ids.td_open, ids.td_close),
-                )
-            )
-        streamer = None
-        if on_text is not None:
-            streamer = TextCallbackStreamer(self.loaded.tokenizer, on_text, frozenset({ids.eos}))
+            processors.append(self.guard(ngram_size, ngram_window, prompt_length=len(request.input_ids)))
         output = self.loaded.model.generate(
             **self.model_inputs(request),
             max_new_tokens=max_new_tokens,
@@ -87,11 +119,78 @@ class V1Runner:
             logits_processor=processors,
             eos_token_id=ids.eos,
             pad_token_id=ids.eos,
-            streamer=streamer,
+            streamer=None if on_text is None else self.streamer(on_text),
         )
         generated = output[0, len(request.input_ids) :].tolist()
         finished = bool(generated) and generated[-1] == ids.eos
         return Generation(token_ids=generated[:-1] if finished else generated, finished=finished)
+
+    def guard(self, ngram_size: int, ngram_window: int, prompt_length: int) -> SlidingWindowNoRepeatNGram:
+        """The official loop guard; table cells (``<td>``, ``</td>``) may repeat."""
+        ids = self.loaded.token_ids
+        return SlidingWindowNoRepeatNGram(
+            ngram_size, max(ngram_window, ngram_size), prompt_length=prompt_length, whitelist=(ids.td_open, ids.td_close)
+        )
+
+    def streamer(self, on_text: Callable[[str], None]) -> TextCallbackStreamer:
+        return TextCallbackStreamer(self.loaded.tokenizer, on_text, frozenset({self.loaded.token_ids.eos}))
+
+    @torch.inference_mode()
+    def encode_images(self, requests: Sequence[V1Request], max_views: int) -> list[torch.Tensor]:
+        """Vision features per page, (image positions, hidden) each, with the encoder run on many pages at once.
+
+        Pages are grouped by global-view size (fixed per mode; tiles are always 640 px), and each group is
+        cut into calls of at most ``max_views`` views (a page is never split), which bounds the encoder's
+        activation memory.
+        """
+        features: dict[int, torch.Tensor] = {}
+        groups: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.image.global_view.shape[-1], []).append(i)
+        for indices in groups.values():
+            for chunk in view_chunks(indices, [requests[i].views for i in indices], max_views):
+                output = self.loaded.model.get_image_features(**self.vision_inputs([requests[i] for i in chunk]))
+                features.update(zip(chunk, output.pooler_output))
+        return [features[i] for i in range(len(requests))]
+
+    @torch.inference_mode()
+    def prefill(self, request: V1Request, features: torch.Tensor) -> Prefill:
+        """One page's prompt through the decoder, exactly as the first step of ``generate`` runs it."""
+        cache = DynamicCache(config=self.loaded.model.config.text_config)
+        output = self.loaded.model(
+            input_ids=torch.tensor([request.input_ids], device=self.loaded.device),
+            mm_encoder_outputs={"image": UnlimitedOcrModelOutputWithPooling(pooler_output=[features])},
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return Prefill(
+            logits=output.logits[0, -1].float(), layer_kv=[(layer.keys, layer.values) for layer in cache.layers]
+        )
+
+    def new_cache(self, rows: int) -> RowCache:
+        """An empty per-row key/value cache for ``rows`` sequences of this model."""
+        text = self.loaded.model.config.text_config
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        return RowCache(
+            text.num_hidden_layers, rows, text.num_key_value_heads, head_dim, self.loaded.dtype, self.loaded.device
+        )
+
+    @torch.inference_mode()
+    def decode_step(self, tokens: Sequence[int], cache: RowCache) -> torch.Tensor:
+        """Feed one token per live row of ``cache``; returns (rows, vocab) float32 logits for the next tokens."""
+        mask, positions = cache.begin_step()
+        text = self.loaded.model.config.text_config
+        output = self.loaded.model(
+            input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
+            attention_mask=dict.fromkeys(text.layer_types, mask),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache.end_step()
+        return output.logits[:, -1].float()
 
     def decode(self, token_ids: list[int]) -> str:
         """Model text with special tokens kept: tables, boxes and grounding tags are special tokens."""

@@ -1,0 +1,1 @@
+complete --command dsocr --no-files --arguments "(env _DSOCR_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) dsocr)" --condition "env _DSOCR_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) dsocr"

@@ -1,0 +1,314 @@
+"""The batched engine: pages from all inputs stream through one model in batches.
+
+Flow per run (``BatchedEngine.run``):
+
+1. A loader thread renders pages in request order and a small pool preprocesses them (``prefetch``),
+   overlapping the model.
+2. Free batch rows are refilled with the next ready pages (continuous batching). Their global views
+   and tiles go through the vision encoder together, grouped by view size; each prompt is then
+   prefilled on its own (the same call as the first step of transformers' ``generate``, so a page's
+   first token does not depend on its batch mates) and its keys/values are copied into a row of the
+   shared ``RowCache``.
+3. Every decode step feeds one token per live row. Each row stops on its own (EOS or its token
+   limit); the loop guard runs per row over that row's generated tokens; a row that hits the limit
+   with ``retry`` settings is run once more with them. A finished row is freed at once and refilled.
+4. Outcomes are handed back in request order as soon as all earlier pages are done; a page admitted
+   more than ``DELIVERY_WINDOW`` batches ahead of the oldest undelivered one waits, which bounds the
+   results held back behind a long page.
+
+Batch size (``auto_batch_size``): the memory a live page needs is its key/value cache,
+
+    kv_bytes_per_token = 2 (keys, values) * layers * kv_heads * head_dim * dtype_bytes
+                       = 2 * layers * hidden * dtype_bytes            (v1's multi-head attention)
+    page_bytes         = kv_bytes_per_token * (image positions of the mode + prompt text + max_new_tokens)
+
+with the mode's largest image (Gundam: 9 tiles + global view = 1,036 positions). The vision encoder
+is reserved a fixed share of memory (``VISION_SHARE``); its largest activation is the SAM global
+attention, about 2 * sam_heads * (view_px / 16)^4 * 4 bytes per view (bias and scores, float32 in
+the worst case), which sets how many views one encoder call takes. Then
+
+    batch = clamp(floor((free * USABLE_SHARE - vision reserve) / page_bytes), 1, cap)
+
+where ``free`` is the device memory left after loading the weights (CUDA: ``mem_get_info``; CPU:
+available RAM), so quantization (smaller weights) enters through ``free``, and the cache uses the
+compute dtype. ``cap`` is 8 on the CPU, where the decode step turns compute-bound beyond that (see
+BENCHMARKS.md), and 64 on GPUs. Full-size bf16 v1 with the default 8,192-token limit in Gundam mode
+needs ~0.57 GB per page: ~64 pages on an 80 GB GPU, 8 on a 24 GB CPU box.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+import psutil
+import torch
+
+from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
+from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
+from dsocr_cli.engine.kvcache import RowCache
+from dsocr_cli.engine.prefetch import Loaded, Prefetcher
+from dsocr_cli.engine.streaming import TextCallbackStreamer
+from dsocr_cli.errors import UsageError
+from dsocr_cli.models.v1.preprocess import MAX_CROPS, MODES, TILE_SIZE, PATCH_SIZE, PreparedImage, count_image_tokens, prepare_image
+from dsocr_cli.models.v1.prompts import resolve_prompt
+from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
+from dsocr_cli.results import Page, PageResult
+
+DELIVERY_WINDOW = 4
+"""Pages may be admitted at most this many batches ahead of the oldest page not yet handed back."""
+USABLE_SHARE = 0.8
+"""Of the free memory, the share the engine plans to use (the rest is headroom for allocator slack)."""
+VISION_SHARE = 0.2
+"""Of the free memory, the share reserved for one vision-encoder call."""
+PROMPT_TEXT_TOKENS = 32
+"""Upper bound on the prompt's text tokens around the image (the built-in prompts use under 16)."""
+CPU_BATCH_CAP = 8
+GPU_BATCH_CAP = 64
+
+
+def parse_batch_size(text: str) -> int | None:
+    """``--batch-size``: a positive number, or ``auto`` (None) to size batches from free memory."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--batch-size {text!r}: expected a positive number or 'auto'")
+    return int(text)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes the engine can still allocate on ``device``: free GPU memory, or available RAM on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return psutil.virtual_memory().available
+
+
+def page_kv_bytes(runner: V1Runner, options: ConvertOptions) -> int:
+    """Key/value cache bytes of one page at its token limit (see the module docstring)."""
+    text = runner.loaded.model.config.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * runner.loaded.dtype.itemsize
+    mode = MODES[options.mode]
+    largest_grid = (MAX_CROPS, 1) if mode.crop else (1, 1)
+    return per_token * (count_image_tokens(mode, largest_grid) + PROMPT_TEXT_TOKENS + options.max_new_tokens)
+
+
+def view_bytes(runner: V1Runner, view_px: int) -> int:
+    """Peak activation bytes of one view in the vision encoder: SAM's global-attention bias and scores."""
+    heads = runner.loaded.model.config.vision_config.sam_config.num_attention_heads
+    patches = (view_px // PATCH_SIZE) ** 2
+    return 2 * heads * patches * patches * 4
+
+
+def auto_batch_size(runner: V1Runner, options: ConvertOptions, free: int | None = None) -> int:
+    """Rows for ``options`` given ``free`` bytes (default: measured now); see the module docstring."""
+    device = runner.loaded.device
+    free = free_memory(device) if free is None else free
+    vision_reserve = min(VISION_SHARE * free, view_bytes(runner, MODES[options.mode].view_size))
+    rows = int((free * USABLE_SHARE - vision_reserve) // page_kv_bytes(runner, options))
+    return max(1, min(rows, GPU_BATCH_CAP if device.type == "cuda" else CPU_BATCH_CAP))
+
+
+def max_views_per_call(runner: V1Runner, options: ConvertOptions, rows: int, free: int | None = None) -> int:
+    """How many views one vision-encoder call may take within ``VISION_SHARE`` of free memory."""
+    free = free_memory(runner.loaded.device) if free is None else free
+    per_view = max(view_bytes(runner, MODES[options.mode].view_size), view_bytes(runner, TILE_SIZE))
+    return max(1, min(rows * (MAX_CROPS + 1), int(VISION_SHARE * free // per_view)))
+
+
+def page_result(
+    runner: V1Runner,
+    page: Page,
+    options: ConvertOptions,
+    request: V1Request,
+    generation: Generation,
+    seconds: float,
+    retried: bool = False,
+) -> PageResult:
+    return PageResult(
+        page=page,
+        text=runner.decode(generation.token_ids),
+        mode=options.mode,
+        prompt=resolve_prompt(options.prompt).text,
+        vision_tokens=request.image.num_image_tokens,
+        generated_tokens=len(generation.token_ids) + int(generation.finished),
+        finished=generation.finished,
+        seconds=seconds,
+        retried=retried,
+        token_ids=generation.token_ids,
+    )
+
+
+@dataclass
+class LivePage:
+    """A page admitted to the batch: its inputs, settings and what it has generated so far."""
+
+    index: int
+    request: PageRequest
+    page: Page
+    prepared: V1Request
+    options: ConvertOptions
+    guard: SlidingWindowNoRepeatNGram | None
+    streamer: TextCallbackStreamer | None = None
+    started: float = field(default_factory=time.perf_counter)
+    generated: list[int] = field(default_factory=list)
+    finished: bool = False
+    first_token_at: float | None = None
+    earlier_seconds: float = 0.0
+    retried: bool = False
+
+
+class BatchedEngine:
+    """Converts a stream of page requests with batched, continuously refilled greedy decoding."""
+
+    def __init__(
+        self,
+        runner: V1Runner,
+        batch_size: int | None = None,
+        workers: int | None = None,
+        suppress_eos: bool = False,
+    ) -> None:
+        """``batch_size`` None = ``auto_batch_size`` for the first request's options; ``suppress_eos``
+        makes every page run to its token limit (benchmarks compare runs at a fixed token count)."""
+        self.runner = runner
+        self.batch_size = batch_size
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+        self.suppress_eos = suppress_eos
+
+    def run(self, requests: Iterable[PageRequest]) -> Generator[PageOutcome, None, None]:
+        """One outcome per request, in request order. A run whose first request streams text
+        (``on_text``) goes one page at a time, so streams never interleave."""
+        stream = iter(requests)
+        first = next(stream, None)
+        if first is None:
+            return
+        rows = 1 if first.on_text is not None else self.batch_size or auto_batch_size(self.runner, first.options)
+        max_views = max_views_per_call(self.runner, first.options, rows)
+        with Prefetcher(chain([first], stream), self.prepare_image, self.workers, depth=rows + self.workers) as feed:
+            yield from self.generate(feed, rows, max_views)
+
+    def prepare_image(self, page: Page, request: PageRequest) -> PreparedImage:
+        """Worker-thread half of preparing a page (pixels only: the tokenizer stays on the model thread)."""
+        mode = request.options.mode
+        if mode not in MODES:
+            raise UsageError(f"unknown --mode {mode!r} (choose from {', '.join(MODES)})")
+        return prepare_image(page.image, MODES[mode])
+
+    def generate(
+        self, feed: Prefetcher[PreparedImage], rows: int, max_views: int
+    ) -> Generator[PageOutcome, None, None]:
+        cache = self.runner.new_cache(rows)
+        live: list[LivePage] = []
+        retries: deque[LivePage] = deque()
+        done: dict[int, PageOutcome] = {}
+        delivered = taken = 0
+        while True:
+            while delivered in done:
+                yield done.pop(delivered)
+                delivered += 1
+            free = rows - len(live)
+            starting = [retries.popleft() for _ in range(min(free, len(retries)))]
+            room = min(free - len(starting), delivered + DELIVERY_WINDOW * rows - taken)
+            if room > 0:
+                for item in feed.take(room, wait=not live and not starting):
+                    taken += 1
+                    if item.error is not None:
+                        done[item.index] = PageOutcome(item.request, error=item.error)
+                    else:
+                        starting.append(self.admit(item))
+            if starting:
+                self.start(starting, cache, live, retries, done, max_views)
+            if not live:
+                if not retries and not done and feed.exhausted:
+                    return
+                continue
+            logits = self.runner.decode_step([page.generated[-1] for page in live], cache)
+            tokens = self.choose(live, logits)
+            for row in reversed(range(len(live))):
+                page = live[row]
+                if not self.advance(page, tokens[row]):
+                    cache.remove(row)
+                    live[row] = live[-1]
+                    live.pop()
+                    self.finish(page, retries, done)
+
+    def admit(self, item: Loaded[PreparedImage]) -> LivePage:
+        """A loaded page as a batch member: prompt ids (tokenized here, on the model thread) and its guard."""
+        assert item.page is not None and item.prepared is not None
+        options = item.request.options
+        prepared = self.runner.request(item.prepared, resolve_prompt(options.prompt))
+        return self.live_page(item.index, item.request, item.page, prepared, options)
+
+    def live_page(
+        self, index: int, request: PageRequest, page: Page, prepared: V1Request, options: ConvertOptions
+    ) -> LivePage:
+        guard = None
+        if options.ngram_size > 0:
+            guard = self.runner.guard(options.ngram_size, options.ngram_window, prompt_length=len(prepared.input_ids))
+        return LivePage(index, request, page, prepared, options, guard)
+
+    def start(
+        self,
+        pages: Sequence[LivePage],
+        cache: RowCache,
+        live: list[LivePage],
+        retries: deque[LivePage],
+        done: dict[int, PageOutcome],
+        max_views: int,
+    ) -> None:
+        """Encode the images of ``pages`` together, prefill each prompt, and give each a cache row."""
+        features = self.runner.encode_images([page.prepared for page in pages], max_views)
+        for page, page_features in zip(pages, features):
+            page.started = time.perf_counter()
+            if page.request.on_text is not None:
+                page.streamer = self.runner.streamer(page.request.on_text)
+                page.streamer.put(torch.tensor(page.prepared.input_ids))
+            prefill = self.runner.prefill(page.prepared, page_features)
+            if self.advance(page, self.choose([page], prefill.logits[None])[0]):
+                cache.append(prefill.layer_kv)
+                live.append(page)
+            else:
+                self.finish(page, retries, done)
+
+    @torch.inference_mode()
+    def choose(self, pages: Sequence[LivePage], logits: torch.Tensor) -> list[int]:
+        """Greedy next tokens for ``pages`` (rows of ``logits``), after each page's loop guard."""
+        for row, page in enumerate(pages):
+            if page.guard is not None:
+                banned = page.guard.banned_tokens(page.generated)
+                if banned:
+                    logits[row, sorted(banned)] = -float("inf")
+        if self.suppress_eos:
+            logits[:, self.runner.loaded.token_ids.eos] = -float("inf")
+        return logits.argmax(dim=-1).tolist()
+
+    def advance(self, page: LivePage, token: int) -> bool:
+        """Record ``token`` for ``page``; False when the page is done (EOS or its token limit)."""
+        if page.first_token_at is None:
+            page.first_token_at = time.perf_counter()
+        if page.streamer is not None:
+            page.streamer.put(torch.tensor([token]))
+        if token == self.runner.loaded.token_ids.eos:
+            page.finished = True
+            return False
+        page.generated.append(token)
+        return len(page.generated) < page.options.max_new_tokens
+
+    def finish(self, page: LivePage, retries: deque[LivePage], done: dict[int, PageOutcome]) -> None:
+        """Hand a done page back, or queue its one retry when it hit the limit without finishing."""
+        if page.streamer is not None:
+            page.streamer.end()
+        seconds = time.perf_counter() - page.started + page.earlier_seconds
+        retry = page.request.retry
+        if not page.finished and retry is not None and not page.retried:
+            again = self.live_page(page.index, page.request, page.page, page.prepared, retry)
+            again.earlier_seconds, again.retried = seconds, True
+            retries.append(again)
+            return
+        generation = Generation(token_ids=page.generated, finished=page.finished)
+        result = page_result(self.runner, page.page, page.options, page.prepared, generation, seconds, page.retried)
+        done[page.index] = PageOutcome(page.request, result=result, first_token_at=page.first_token_at)

@@ -1,0 +1,170 @@
+"""The batched engine gives every page exactly what converting it alone gives (float32, CPU, tiny model).
+
+Pages of different sizes and modes share batches, finished rows are refilled, outcomes come back in
+request order, and a page that cannot be rendered or preprocessed fails alone.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from dsocr_cli.cli.app import main
+from dsocr_cli.convert import ConvertJob, OutputTarget, run
+from dsocr_cli.engine.backend import ConvertOptions, PageRequest
+from dsocr_cli.engine.batched import auto_batch_size, page_kv_bytes
+from dsocr_cli.engine.local import LocalBackend
+from dsocr_cli.errors import ExitCode, InputError
+from dsocr_cli.inputs.discover import discover
+from dsocr_cli.models.v1.loader import load_v1
+from dsocr_cli.models.v1.runner import V1Runner
+from dsocr_cli.progress import Reporter
+from dsocr_cli.results import Page
+from dsocr_cli.testing.images import make_page_image
+
+MIXED = {  # (width, height, mode, max_new_tokens) per page
+    "guard-off": [  # tiled and untiled pages; the gundam and base global views share one encoder call
+        (600, 500, "tiny", 6),
+        (1300, 650, "gundam", 10),
+        (800, 600, "small", 8),
+        (700, 900, "base", 7),
+    ],
+    "guard-on": [(600, 500, "tiny", 12), (800, 600, "small", 14), (900, 700, "tiny", 9), (640, 900, "small", 11)],
+}
+
+
+def page(number: int, width: int, height: int) -> Page:
+    return Page("mixed.pdf", number, make_page_image(width, height, seed=number))
+
+
+def request(p: Page, options: ConvertOptions) -> PageRequest:
+    return PageRequest(p.source, p.number, load=lambda: p, options=options)
+
+
+def one_by_one_and_batched(runner: V1Runner, pages: list[Page], options: list[ConvertOptions], batch_size: int):
+    single = [LocalBackend(runner).convert(p, o) for p, o in zip(pages, options)]
+    outcomes = list(LocalBackend(runner, batch_size=batch_size).convert_many(map(request, pages, options)))
+    return single, outcomes
+
+
+@pytest.mark.parametrize("guard", list(MIXED))
+def test_mixed_sizes_and_modes_in_one_batch_give_the_one_page_tokens(tiny_runner, guard: str) -> None:
+    pages = [page(i + 1, w, h) for i, (w, h, _, _) in enumerate(MIXED[guard])]
+    options = [
+        ConvertOptions(mode=mode, max_new_tokens=limit, ngram_size=3 if guard == "guard-on" else 0, ngram_window=12)
+        for _, _, mode, limit in MIXED[guard]
+    ]
+    single, outcomes = one_by_one_and_batched(tiny_runner, pages, options, batch_size=3)
+    assert [o.request.number for o in outcomes] == [p.number for p in pages]
+    for alone, outcome in zip(single, outcomes):
+        assert outcome.error is None and outcome.result is not None
+        assert outcome.result.token_ids == alone.token_ids
+        assert outcome.result.finished == alone.finished
+        assert outcome.result.text == alone.text
+        assert (outcome.result.mode, outcome.result.vision_tokens) == (alone.mode, alone.vision_tokens)
+
+
+@pytest.fixture(scope="module")
+def eos_runner(tiny_checkpoint: Path, tiny_runner) -> V1Runner:
+    """The tiny model with EOS in place of a token it emits often, so pages stop at different steps."""
+    probe = LocalBackend(tiny_runner).convert(page(1, 600, 500), ConvertOptions(mode="tiny", max_new_tokens=16))
+    frequent = max(set(probe.token_ids), key=probe.token_ids.count)
+    loaded = load_v1(tiny_checkpoint)
+    with torch.no_grad():
+        head = loaded.model.lm_head.weight
+        head[loaded.token_ids.eos] = head[frequent] * 1.01
+    return V1Runner(loaded)
+
+
+def test_pages_stopping_at_eos_mid_batch_match_one_page_results(eos_runner: V1Runner) -> None:
+    sizes = [(600, 500), (800, 1000), (700, 400), (900, 900), (500, 700)]
+    pages = [page(i + 1, w, h) for i, (w, h) in enumerate(sizes)]
+    options = [ConvertOptions(mode="tiny", max_new_tokens=16, ngram_size=0)] * len(pages)
+    single, outcomes = one_by_one_and_batched(eos_runner, pages, options, batch_size=4)
+    assert {r.finished for r in single} == {True, False}, "the fixture should make some pages end with EOS"
+    assert [(o.result.token_ids, o.result.finished) for o in outcomes] == [(r.token_ids, r.finished) for r in single]
+
+
+def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_runner) -> None:
+    data = io.BytesIO()
+    make_page_image(600, 500, seed=9).save(data, "PNG")
+    truncated = Page("scan.png", 3, Image.open(io.BytesIO(data.getvalue()[: len(data.getvalue()) // 2])))
+
+    def unreadable() -> Page:
+        raise InputError("broken.pdf: page 2 cannot be rendered")
+
+    good = [page(1, 600, 500), page(4, 800, 600), page(5, 700, 400)]
+    limits = {1: 14, 4: 3, 5: 6}  # the first page is the longest: later ones finish before it
+    options = {n: ConvertOptions(mode="tiny", max_new_tokens=limit, ngram_size=0) for n, limit in limits.items()}
+    requests = [
+        request(good[0], options[1]),
+        PageRequest("broken.pdf", 2, load=unreadable, options=options[1]),
+        request(truncated, options[1]),
+        request(good[1], options[4]),
+        request(good[2], options[5]),
+    ]
+    outcomes = list(LocalBackend(tiny_runner, batch_size=2).convert_many(requests))
+    assert [o.request for o in outcomes] == requests
+    assert isinstance(outcomes[1].error, InputError) and outcomes[1].result is None
+    assert isinstance(outcomes[2].error, OSError) and outcomes[2].result is None
+    for p, outcome in zip(good, [outcomes[0], outcomes[3], outcomes[4]]):
+        alone = LocalBackend(tiny_runner).convert(p, options[p.number])
+        assert outcome.result is not None and outcome.result.token_ids == alone.token_ids
+
+
+def test_streamed_pages_are_converted_one_after_another(tiny_runner) -> None:
+    pieces: list[tuple[int, str]] = []
+    pages = [page(i + 1, 600 + 50 * i, 500) for i in range(3)]
+    options = ConvertOptions(mode="tiny", max_new_tokens=8, ngram_size=0)
+    requests = [
+        PageRequest(p.source, p.number, load=lambda p=p: p, options=options, on_text=lambda t, n=p.number: pieces.append((n, t)))
+        for p in pages
+    ]
+    outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(requests))
+    order = [n for n, _ in pieces]
+    assert order == sorted(order)
+    for outcome in outcomes:
+        assert "".join(t for n, t in pieces if n == outcome.request.number) == outcome.result.text
+
+
+def test_batched_run_writes_the_same_files_and_isolates_a_broken_input(tiny_runner, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, (w, h) in enumerate([(600, 500), (800, 1000), (700, 400)]):
+        make_page_image(w, h, seed=i).save(inputs / f"img{i}.png")
+    (inputs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    summaries = {}
+    for batch_size in (1, 3):
+        job = ConvertJob(
+            sources=discover([str(inputs)], None),
+            options=ConvertOptions(mode="tiny", max_new_tokens=6, ngram_size=2, ngram_window=4),
+            output=OutputTarget(directory=tmp_path / f"out{batch_size}"),
+        )
+        summaries[batch_size] = run(job, lambda: LocalBackend(tiny_runner, batch_size=batch_size), Reporter(quiet=True))
+    for batch_size, summary in summaries.items():
+        assert summary.failed_inputs == [str(inputs / "broken.pdf")]
+        assert (summary.converted, summary.pages) == (3, 3)
+        assert summary.exit_code() == ExitCode.PARTIAL_FAILURE
+    written = sorted(p.name for p in (tmp_path / "out1").glob("*.md"))
+    assert written == ["img0.md", "img1.md", "img2.md"]
+    for name in written:
+        assert (tmp_path / "out3" / name).read_text() == (tmp_path / "out1" / name).read_text()
+
+
+def test_auto_batch_size_follows_free_memory_up_to_the_cpu_cap(tiny_runner) -> None:
+    options = ConvertOptions(mode="gundam", max_new_tokens=8192)
+    per_page = page_kv_bytes(tiny_runner, options)
+    assert auto_batch_size(tiny_runner, options, free=per_page) == 1
+    assert auto_batch_size(tiny_runner, options, free=10 * per_page) == 6  # 80% usable, less 20% for vision
+    assert auto_batch_size(tiny_runner, options, free=10**15) == 8
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "lots"])
+def test_invalid_batch_size_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    image = tmp_path / "page.png"
+    make_page_image(300, 200).save(image)
+    assert main(["convert", str(image), "--batch-size", value, "--model", str(tmp_path / "no-model")]) == ExitCode.USAGE

@@ -1,0 +1,73 @@
+"""``dsocr`` as a real process: stdin piping, stdout kept for data, and Ctrl-C in the middle of a batch."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.cli_support import DSOCR, FAST, Run, isolated_env, listing, make_pdf, run_process
+
+Dsocr = Callable[..., Run]
+
+
+def test_pdf_piped_on_stdin_gives_the_document_on_stdout_and_only_messages_on_stderr(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    pdf = make_pdf(tmp_path / "report.pdf", pages=1).read_bytes()
+
+    result = run_process(
+        "convert", "-", "--model", tiny_checkpoint, *FAST, "--max-tokens", "3",
+        cwd=tmp_path, env=isolated_env(tmp_path), stdin=pdf,
+    )
+
+    run = Run(result.returncode, result.stdout.decode(), result.stderr.decode())
+    assert run.code == 2  # the random model never finishes a page
+    assert run.stdout.startswith("<!-- page 1 -->\n\n")
+    assert run.stdout.count("<|dsocr_unused_") == 3
+    assert run.messages == [
+        "warning: -: page 1 did not finish (model loop?); retried with a stronger guard",
+        "warning: -: page 1 hit the 3-token limit without finishing; its partial text is kept and marked",
+        "dsocr: 1 of 1 document(s) converted, 1 page(s), 1 page(s) looped, T s",
+    ]
+
+
+def test_ctrl_c_stops_a_batch_with_130_leaving_only_complete_outputs_and_a_rerun_converts_the_rest(
+    dsocr: Dsocr, tmp_path: Path, eos_checkpoint: Path
+) -> None:
+    documents = [make_pdf(tmp_path / f"doc{number}.pdf", pages=2).name for number in range(3)]
+    complete = "<!-- page 1 -->\n\n<!-- page 2 -->\n"
+    out = tmp_path / "out"
+    # One page at a time, so the run is certainly mid-way when the first document appears.
+    command = [str(DSOCR), "convert", *documents, "-o", "out", "--batch-size", "1", "--model", str(eos_checkpoint), *FAST]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=isolated_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not (out / "doc0.md").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no output after 300 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert (process.returncode, stdout, stderr) == (130, b"", b"interrupted\n")
+    finished = [name for name in listing(out) if name != ".dsocr.lock"]
+    assert "doc0.md" in finished and len(finished) < len(documents), finished  # stopped mid-run
+    assert finished == [f"{Path(name).stem}.md" for name in documents[: len(finished)]]  # no temporary files
+    assert all((out / name).read_text() == complete for name in finished)
+    mtimes = {name: (out / name).stat().st_mtime_ns for name in finished}
+
+    rerun = dsocr("convert", *documents, "-o", "out", "-v", "--model", eos_checkpoint, *FAST)
+
+    assert rerun.code == 0, rerun.stderr
+    done_before = [f"{Path(name).stem}.pdf" for name in finished]
+    skipped = [line.split(":")[0] for line in rerun.messages if line.endswith("output exists, skipped (--force to redo)")]
+    converted = [line.split(":")[0] for line in rerun.messages if line.endswith(": 2 page(s)")]
+    assert skipped == done_before
+    assert converted == [name for name in documents if name not in done_before]
+    assert {name: (out / name).stat().st_mtime_ns for name in finished} == mtimes
+    assert listing(out) == [".dsocr.lock", *(f"{Path(name).stem}.md" for name in documents)]
+    assert all((out / f"{Path(name).stem}.md").read_text() == complete for name in documents)
