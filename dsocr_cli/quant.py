@@ -165,7 +165,9 @@ def source_identity(directory: Path) -> dict[str, str]:
 def cache_entry(directory: Path, quant: str) -> Path:
     """Where the ``quant`` variant of ``directory`` lives in the cache (whether or not it exists yet)."""
     identity = source_identity(Path(directory))
-    key = json.dumps({"source": identity, "quant": quant, "dsocr": __version__, "format": FORMAT_VERSION}, sort_keys=True)
+    key = json.dumps(
+        {"source": identity, "quant": quant, "dsocr": __version__, "format": FORMAT_VERSION}, sort_keys=True
+    )
     label = identity["repo"].replace("/", "--") if "repo" in identity else Path(identity["path"]).name
     return quantized_cache_root() / f"{label}--{hashlib.sha256(key.encode()).hexdigest()[:16]}--{quant}"
 
@@ -189,9 +191,10 @@ def prepare_quantized(
     directory = Path(directory)
     if quant not in EXPERT_KINDS:
         raise UsageError(f"cannot prepare --quant {quant!r} weights (choose from {', '.join(EXPERT_KINDS)})")
-    if (directory / MANIFEST_NAME).is_file():
-        if read_manifest(directory)["quant"] != quant:
-            raise UsageError(f"{directory}: holds {read_manifest(directory)['quant']} weights, not {quant}")
+    if (directory / MANIFEST_NAME).is_file():  # already a cache entry, e.g. passed as --model
+        held = read_manifest(directory)["quant"]
+        if held != quant:
+            raise UsageError(f"{directory}: holds {held} weights, not {quant}")
         return directory
     found = find_quantized(directory, quant)
     if found is not None:

@@ -85,7 +85,7 @@ def quantized(built: dict[str, tuple[Path, float]]) -> dict[str, V1Runner]:
 
 
 @pytest.fixture(scope="module")
-def request_(tiny_runner: V1Runner) -> V1Request:
+def page_request(tiny_runner: V1Runner) -> V1Request:
     return tiny_runner.prepare(make_page_image(600, 500, seed=3), MODES["tiny"], resolve_prompt("free"))
 
 
@@ -134,9 +134,9 @@ def test_quantized_experts_match_bf16_and_compute_only_routed_experts(kind: str,
 
 
 @pytest.fixture(scope="module")
-def reference_tokens(tiny_runner: V1Runner, request_: V1Request) -> list[int]:
+def reference_tokens(tiny_runner: V1Runner, page_request: V1Request) -> list[int]:
     """Greedy tokens of the unquantized model (the bf16 checkpoint's weights, float32 compute)."""
-    return tiny_runner.generate(request_, max_new_tokens=STEPS, ngram_size=0).token_ids
+    return tiny_runner.generate(page_request, max_new_tokens=STEPS, ngram_size=0).token_ids
 
 
 @torch.inference_mode()
@@ -152,7 +152,7 @@ def test_quantized_model_generates_on_cpu_with_measured_memory_and_agreement(
     kind: str,
     quantized: dict[str, V1Runner],
     tiny_runner: V1Runner,
-    request_: V1Request,
+    page_request: V1Request,
     reference_tokens: list[int],
 ) -> None:
     runner = quantized[kind]
@@ -160,7 +160,7 @@ def test_quantized_model_generates_on_cpu_with_measured_memory_and_agreement(
     assert isinstance(layers[1].mlp.experts, QuantizedExperts) and layers[1].mlp.experts.kind == kind
     linear = bnb.nn.Linear4bit if kind == "nf4" else bnb.nn.Linear8bitLt
     assert isinstance(layers[0].self_attn.q_proj, linear) and isinstance(layers[1].mlp.shared_experts.up_proj, linear)
-    generated = runner.generate(request_, max_new_tokens=STEPS, ngram_size=0).token_ids
+    generated = runner.generate(page_request, max_new_tokens=STEPS, ngram_size=0).token_ids
     assert len(generated) == STEPS and runner.decode(generated)
 
     full, memory = weight_memory(tiny_runner.loaded.model), weight_memory(runner.loaded.model)
@@ -179,8 +179,8 @@ def test_quantized_model_generates_on_cpu_with_measured_memory_and_agreement(
         assert 0 < memory.categories["linear"].quantized_weights < memory.categories["linear"].weights  # SAM/CLIP kept
 
     same = sum(a == b for a, b in zip(reference_tokens, generated)) / STEPS
-    expected = teacher_forced(tiny_runner, request_, reference_tokens)
-    got = teacher_forced(runner, request_, reference_tokens)
+    expected = teacher_forced(tiny_runner, page_request, reference_tokens)
+    got = teacher_forced(runner, page_request, reference_tokens)
     top1 = (expected.argmax(-1) == got.argmax(-1)).float().mean().item()
     cosine = torch.nn.functional.cosine_similarity(expected, got, dim=-1).mean().item()
     print(f"{kind} vs unquantized over {STEPS} greedy steps: identical tokens {same:.0%} free-running, "
@@ -207,10 +207,12 @@ def test_second_run_loads_from_the_cache(built: dict[str, tuple[Path, float]], t
     print(f"\nnf4 first run {first_s:.2f} s (quantize + save {build_s:.2f} s, then load), second run {second_s:.2f} s: "
           f"{first_s / second_s:.1f}x faster from the cache")
     assert again == entry and (entry / WEIGHTS_NAME).stat().st_mtime_ns == stamp  # reused, not rebuilt
-    assert {path for path, _ in quantized_entries()} == {entry, built["int8"][0]}
+    assert {entry, built["int8"][0]} <= {path for path, _ in quantized_entries()}
 
 
-def test_convert_backend_quantizes_through_the_cache(built: dict[str, tuple[Path, float]], tiny_checkpoint: Path) -> None:
+def test_convert_backend_quantizes_through_the_cache(
+    built: dict[str, tuple[Path, float]], tiny_checkpoint: Path
+) -> None:
     output = io.StringIO()
     reporter = Reporter(console=Console(file=output, width=400), verbose=True)
     backend = local_backend(str(tiny_checkpoint), "cpu", "float32", "int8", offline=True, reporter=reporter)
@@ -231,11 +233,15 @@ def test_corrupt_cache_entry_is_a_one_line_error(built: dict[str, tuple[Path, fl
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny with one CLIP layer and two decoder layers: the pre-quantized test quantizes every linear twice."""
-    spec = replace(CheckpointSpec.tiny(), clip_layers=1, num_hidden_layers=2, sam_layers=2, sam_global_attn_indexes=(1,))
+    spec = replace(
+        CheckpointSpec.tiny(), clip_layers=1, num_hidden_layers=2, sam_layers=2, sam_global_attn_indexes=(1,)
+    )
     return write_checkpoint(tmp_path_factory.mktemp("small") / "small", spec, seed=1)
 
 
-def test_prequantized_hub_checkpoint_is_repacked_and_loads(small_checkpoint: Path, quant_cache: Path, tmp_path: Path) -> None:
+def test_prequantized_hub_checkpoint_is_repacked_and_loads(
+    small_checkpoint: Path, quant_cache: Path, tmp_path: Path
+) -> None:
     hub = write_prequantized(small_checkpoint, tmp_path / "hub", "nf4")
     assert quantized_kind(hub) == "nf4" and resolve_quant("auto", CPU, hub) == "nf4"
     with pytest.raises(UsageError, match="cannot run with --quant none"):
@@ -287,7 +293,8 @@ def test_auto_quant_on_a_gpu_compares_free_memory_with_the_bf16_requirement(tiny
     official = json.loads((OFFICIAL_DIR / "config.json").read_text())
     assert kv_cache_bytes(official) == 12 * 2 * 1280 * 2 * 8192
     required = bf16_requirement(tiny_checkpoint)
-    assert required == weights + kv_cache_bytes(json.loads((tiny_checkpoint / "config.json").read_text())) + ACTIVATION_HEADROOM
+    kv = kv_cache_bytes(json.loads((tiny_checkpoint / "config.json").read_text()))
+    assert required == weights + kv + ACTIVATION_HEADROOM
     for free, expected in ((required, "none"), (required - 1, "nf4")):
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, free=free: (free, 80 * 2**30))
         assert resolve_quant("auto", torch.device("cuda"), tiny_checkpoint) == expected
@@ -314,20 +321,21 @@ def test_cache_entry_follows_the_source(tmp_path: Path, quant_cache: Path) -> No
 
 @pytest.mark.cuda
 @needs_cuda
-def test_bf16_generation_on_cuda(tiny_checkpoint: Path, request_: V1Request) -> None:
+def test_bf16_generation_on_cuda(tiny_checkpoint: Path, page_request: V1Request) -> None:
     runner = load_runner(tiny_checkpoint, torch.device("cuda"), torch.bfloat16)
     assert runner.loaded.device.type == "cuda"
-    assert len(runner.generate(request_, max_new_tokens=8, ngram_size=0).token_ids) == 8
+    assert len(runner.generate(page_request, max_new_tokens=8, ngram_size=0).token_ids) == 8
 
 
 @pytest.mark.cuda
 @needs_cuda
-def test_nf4_on_cuda(tiny_checkpoint: Path, quant_cache: Path, request_: V1Request) -> None:
+def test_nf4_on_cuda(tiny_checkpoint: Path, quant_cache: Path, page_request: V1Request) -> None:
     gpu = torch.device("cuda")
     runner = load_runner(prepare_quantized(tiny_checkpoint, "nf4", gpu), gpu, torch.bfloat16)
     experts = runner.loaded.model.model.language_model.layers[1].mlp.experts
     assert isinstance(experts, QuantizedExperts) and experts.gate_up_proj.device.type == "cuda"
-    assert len(runner.generate(request_, max_new_tokens=8, ngram_size=0).token_ids) == 8
+    assert len(runner.generate(page_request, max_new_tokens=8, ngram_size=0).token_ids) == 8
     memory = weight_memory(runner.loaded.model)
-    print(f"\nnf4 on {torch.cuda.get_device_name(gpu)}:\n{memory.table()}\nallocated {torch.cuda.memory_allocated(gpu):,} bytes")
+    allocated = torch.cuda.memory_allocated(gpu)
+    print(f"\nnf4 on {torch.cuda.get_device_name(gpu)}:\n{memory.table()}\nallocated {allocated:,} bytes")
     assert memory.ratio_to_bf16("linear", "experts") <= 0.30

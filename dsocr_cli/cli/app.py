@@ -7,7 +7,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -32,14 +32,13 @@ from dsocr_cli.cli.options import (
     VerboseOpt,
 )
 from dsocr_cli.config import config_path, load_config
-from dsocr_cli.convert import ConvertJob, OutputTarget, run
-from dsocr_cli.engine.backend import ConvertOptions
 from dsocr_cli.errors import EXIT_CODE_MEANINGS, DsocrError, ExitCode, UsageError
 from dsocr_cli.hub import DEFAULT_MODEL
-from dsocr_cli.inputs.discover import STDIN, discover
-from dsocr_cli.inputs.pages import parse_page_ranges
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.progress import Reporter
+
+if TYPE_CHECKING:
+    from dsocr_cli.convert import OutputTarget
 
 app = typer.Typer(
     name="dsocr",
@@ -65,6 +64,9 @@ Exit codes: """ + "; ".join(f"{int(code)} {meaning}" for code, meaning in EXIT_C
 
 def output_target(output: str | None, inputs: list[str], source_count: int) -> OutputTarget:
     """``-o`` semantics: none or ``-`` = stdout; an existing dir, a trailing slash or several inputs = directory."""
+    from dsocr_cli.convert import OutputTarget
+    from dsocr_cli.inputs.discover import STDIN
+
     if output is None or output == STDIN:
         if source_count > 1:
             raise UsageError(f"{source_count} inputs would be mixed on stdout; give -o DIR")
@@ -116,12 +118,19 @@ def convert(
     ] = "auto",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
-    quant: QuantOpt = QuantName.none,
+    quant: QuantOpt = QuantName.auto,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Convert documents and images with DeepSeek-OCR."""
+    # Imported here, not at the top, so that --help and shell completion start fast.
+    from dsocr_cli.convert import ConvertJob, run
+    from dsocr_cli.engine.backend import ConvertOptions
+    from dsocr_cli.engine.batched import parse_batch_size
+    from dsocr_cli.inputs.discover import discover
+    from dsocr_cli.inputs.pages import parse_page_ranges
+
     reporter = Reporter(quiet=quiet, verbose=verbose)
     resolve_prompt(prompt)
     selection = parse_page_ranges(pages) if pages else None
@@ -129,8 +138,6 @@ def convert(
     target = output_target(output, inputs, len(sources))
     if stream and not target.to_stdout:
         raise UsageError("--stream prints to stdout; it cannot be combined with -o")
-    from dsocr_cli.engine.batched import parse_batch_size
-
     batch = parse_batch_size(batch_size)
     job = ConvertJob(
         sources=sources,
@@ -195,6 +202,11 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def command_defaults(defaults: dict) -> dict:
+    """The config file's settings for every command that takes options (Click ignores keys a command lacks)."""
+    return {name: defaults for name in ("convert", "download", "doctor")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn every outcome into a documented exit code."""
     console = Console(stderr=True)
@@ -202,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         defaults = load_config()
-        code = app(args=argv, prog_name="dsocr", standalone_mode=False, default_map={"convert": defaults})
+        code = app(args=argv, prog_name="dsocr", standalone_mode=False, default_map=command_defaults(defaults))
     except typer.Exit as done:
         return done.exit_code
     except typer.TyperException as exc:

@@ -32,6 +32,7 @@ class TableStyle(str, Enum):
 
 
 class QuantName(str, Enum):
+    auto = "auto"
     none = "none"
     nf4 = "nf4"
     int8 = "int8"
@@ -54,7 +55,7 @@ DtypeOpt = Annotated[
     str, typer.Option("--dtype", envvar="DSOCR_DTYPE", help="auto, float32, bfloat16 or float16.")
 ]
 QuantOpt = Annotated[
-    QuantName, typer.Option("--quant", envvar="DSOCR_QUANT", help="Load weights quantized with bitsandbytes.")
+    QuantName, typer.Option("--quant", envvar="DSOCR_QUANT", help="bitsandbytes quantization; auto = none where memory allows (always on CPU, where it is fastest), else nf4.")
 ]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never touch the network; use cached models only (as HF_HUB_OFFLINE=1).")

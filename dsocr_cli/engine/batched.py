@@ -54,7 +54,7 @@ from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.errors import UsageError
-from dsocr_cli.models.v1.preprocess import MAX_CROPS, MODES, TILE_SIZE, PATCH_SIZE, PreparedImage, count_image_tokens, prepare_image
+from dsocr_cli.models.v1.preprocess import MAX_CROPS, MODES, PreparedImage, count_image_tokens, prepare_image
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
 from dsocr_cli.results import Page, PageResult
@@ -97,27 +97,13 @@ def page_kv_bytes(runner: V1Runner, options: ConvertOptions) -> int:
     return per_token * (count_image_tokens(mode, largest_grid) + PROMPT_TEXT_TOKENS + options.max_new_tokens)
 
 
-def view_bytes(runner: V1Runner, view_px: int) -> int:
-    """Peak activation bytes of one view in the vision encoder: SAM's global-attention bias and scores."""
-    heads = runner.loaded.model.config.vision_config.sam_config.num_attention_heads
-    patches = (view_px // PATCH_SIZE) ** 2
-    return 2 * heads * patches * patches * 4
-
-
 def auto_batch_size(runner: V1Runner, options: ConvertOptions, free: int | None = None) -> int:
     """Rows for ``options`` given ``free`` bytes (default: measured now); see the module docstring."""
     device = runner.loaded.device
     free = free_memory(device) if free is None else free
-    vision_reserve = min(VISION_SHARE * free, view_bytes(runner, MODES[options.mode].view_size))
+    vision_reserve = min(VISION_SHARE * free, runner.view_bytes(MODES[options.mode].view_size))
     rows = int((free * USABLE_SHARE - vision_reserve) // page_kv_bytes(runner, options))
     return max(1, min(rows, GPU_BATCH_CAP if device.type == "cuda" else CPU_BATCH_CAP))
-
-
-def max_views_per_call(runner: V1Runner, options: ConvertOptions, rows: int, free: int | None = None) -> int:
-    """How many views one vision-encoder call may take within ``VISION_SHARE`` of free memory."""
-    free = free_memory(runner.loaded.device) if free is None else free
-    per_view = max(view_bytes(runner, MODES[options.mode].view_size), view_bytes(runner, TILE_SIZE))
-    return max(1, min(rows * (MAX_CROPS + 1), int(VISION_SHARE * free // per_view)))
 
 
 def page_result(
@@ -187,9 +173,9 @@ class BatchedEngine:
         if first is None:
             return
         rows = 1 if first.on_text is not None else self.batch_size or auto_batch_size(self.runner, first.options)
-        max_views = max_views_per_call(self.runner, first.options, rows)
+        vision_budget = int(VISION_SHARE * free_memory(self.runner.loaded.device))
         with Prefetcher(chain([first], stream), self.prepare_image, self.workers, depth=rows + self.workers) as feed:
-            yield from self.generate(feed, rows, max_views)
+            yield from self.generate(feed, rows, vision_budget)
 
     def prepare_image(self, page: Page, request: PageRequest) -> PreparedImage:
         """Worker-thread half of preparing a page (pixels only: the tokenizer stays on the model thread)."""
@@ -199,7 +185,7 @@ class BatchedEngine:
         return prepare_image(page.image, MODES[mode])
 
     def generate(
-        self, feed: Prefetcher[PreparedImage], rows: int, max_views: int
+        self, feed: Prefetcher[PreparedImage], rows: int, vision_budget: int
     ) -> Generator[PageOutcome, None, None]:
         cache = self.runner.new_cache(rows)
         live: list[LivePage] = []
@@ -221,7 +207,7 @@ class BatchedEngine:
                     else:
                         starting.append(self.admit(item))
             if starting:
-                self.start(starting, cache, live, retries, done, max_views)
+                self.start(starting, cache, live, retries, done, vision_budget)
             if not live:
                 if not retries and not done and feed.exhausted:
                     return
@@ -258,10 +244,10 @@ class BatchedEngine:
         live: list[LivePage],
         retries: deque[LivePage],
         done: dict[int, PageOutcome],
-        max_views: int,
+        vision_budget: int,
     ) -> None:
         """Encode the images of ``pages`` together, prefill each prompt, and give each a cache row."""
-        features = self.runner.encode_images([page.prepared for page in pages], max_views)
+        features = self.runner.encode_images([page.prepared for page in pages], vision_budget)
         for page, page_features in zip(pages, features):
             page.started = time.perf_counter()
             if page.request.on_text is not None:

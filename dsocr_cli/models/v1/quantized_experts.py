@@ -37,6 +37,7 @@ import bitsandbytes.functional as bnbf
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
 
 EXPERT_KINDS = ("nf4", "int8")
 BLOCKSIZE = 64
@@ -92,7 +93,7 @@ class QuantizedExperts(nn.Module):
         return self.num_experts * sum(rows * cols for rows, cols in self.matrix_shapes().values())
 
     @classmethod
-    def quantize(cls, experts: nn.Module, kind: str, device: torch.device | str) -> QuantizedExperts:
+    def quantize(cls, experts: UnlimitedOcrTextExperts, kind: str, device: torch.device | str) -> QuantizedExperts:
         """Quantize a loaded ``UnlimitedOcrTextExperts`` on ``device``, one expert at a time."""
         device = torch.device(device)
         module = cls(
@@ -135,6 +136,7 @@ class QuantizedExperts(nn.Module):
         return values.to(dtype), (getattr(self, self.stats_name(name))[expert] / 127.0).to(dtype)
 
     def project(self, name: str, expert: int, inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs`` through one expert matrix; its dequantized copy lives for this call only."""
         weight, scale = self.dequantized(name, expert, inputs.dtype)
         out = F.linear(inputs, weight)
         return out if scale is None else out * scale
@@ -163,4 +165,5 @@ class QuantizedExperts(nn.Module):
         return unsorted.view(num_tokens, top_k, self.hidden_dim).sum(dim=1).to(hidden_states.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.kind}, experts={self.num_experts}, hidden={self.hidden_dim}, intermediate={self.intermediate_dim}"
+        sizes = f"hidden={self.hidden_dim}, intermediate={self.intermediate_dim}"
+        return f"{self.kind}, experts={self.num_experts}, {sizes}"

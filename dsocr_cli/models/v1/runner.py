@@ -20,7 +20,7 @@ from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.loader import LoadedV1
-from dsocr_cli.models.v1.preprocess import Mode, PreparedImage, prepare_image
+from dsocr_cli.models.v1.preprocess import PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
 
 
@@ -55,16 +55,18 @@ class Prefill:
     """Per layer: keys and values of shape (1, heads, prompt length, head dim)."""
 
 
-def view_chunks(indices: list[int], views: list[int], max_views: int) -> list[list[int]]:
-    """Consecutive runs of ``indices`` whose ``views`` add up to at most ``max_views`` (at least one index each)."""
+def chunks_within(costs: list[tuple[int, int]], budget: int) -> list[list[int]]:
+    """Consecutive runs of indices into ``costs`` (global-view bytes, tile bytes per page) whose global
+    views and tiles each stay within ``budget`` bytes; a page over budget gets a run of its own."""
     chunks: list[list[int]] = []
-    total = 0
-    for index, count in zip(indices, views):
-        if not chunks or total + count > max_views:
+    views = tiles = 0
+    for index, (view_cost, tile_cost) in enumerate(costs):
+        if not chunks or views + view_cost > budget or tiles + tile_cost > budget:
             chunks.append([])
-            total = 0
+            views = tiles = 0
         chunks[-1].append(index)
-        total += count
+        views += view_cost
+        tiles += tile_cost
     return chunks
 
 
@@ -135,22 +137,33 @@ class V1Runner:
     def streamer(self, on_text: Callable[[str], None]) -> TextCallbackStreamer:
         return TextCallbackStreamer(self.loaded.tokenizer, on_text, frozenset({self.loaded.token_ids.eos}))
 
+    def view_bytes(self, side: int) -> int:
+        """Peak activation bytes of one ``side`` px view in the vision encoder: SAM's global attention
+        materialises a relative-position bias and attention scores of heads x patches^2 (float32 at worst)."""
+        heads = self.loaded.model.config.vision_config.sam_config.num_attention_heads
+        patches = (side // PATCH_SIZE) ** 2
+        return 2 * heads * patches * patches * 4
+
+    def page_vision_bytes(self, request: V1Request) -> tuple[int, int]:
+        """Encoder activation bytes of a page's global view and of its tiles (they are encoded one after the other)."""
+        return self.view_bytes(request.image.global_view.shape[-1]), (request.views - 1) * self.view_bytes(TILE_SIZE)
+
     @torch.inference_mode()
-    def encode_images(self, requests: Sequence[V1Request], max_views: int) -> list[torch.Tensor]:
+    def encode_images(self, requests: Sequence[V1Request], budget: int) -> list[torch.Tensor]:
         """Vision features per page, (image positions, hidden) each, with the encoder run on many pages at once.
 
         Pages are grouped by global-view size (fixed per mode; tiles are always 640 px), and each group is
-        cut into calls of at most ``max_views`` views (a page is never split), which bounds the encoder's
-        activation memory.
+        cut into calls whose activations stay within ``budget`` bytes (``view_bytes``); a page is never split.
         """
         features: dict[int, torch.Tensor] = {}
         groups: dict[int, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(request.image.global_view.shape[-1], []).append(i)
         for indices in groups.values():
-            for chunk in view_chunks(indices, [requests[i].views for i in indices], max_views):
-                output = self.loaded.model.get_image_features(**self.vision_inputs([requests[i] for i in chunk]))
-                features.update(zip(chunk, output.pooler_output))
+            for chunk in chunks_within([self.page_vision_bytes(requests[i]) for i in indices], budget):
+                pages = [indices[j] for j in chunk]
+                output = self.loaded.model.get_image_features(**self.vision_inputs([requests[i] for i in pages]))
+                features.update(zip(pages, output.pooler_output))
         return [features[i] for i in range(len(requests))]
 
     @torch.inference_mode()
@@ -180,17 +193,29 @@ class V1Runner:
     def decode_step(self, tokens: Sequence[int], cache: RowCache) -> torch.Tensor:
         """Feed one token per live row of ``cache``; returns (rows, vocab) float32 logits for the next tokens."""
         mask, positions = cache.begin_step()
-        text = self.loaded.model.config.text_config
-        output = self.loaded.model(
+        model = self.loaded.model
+        hidden = model.model(
             input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
-            attention_mask=dict.fromkeys(text.layer_types, mask),
+            attention_mask=dict.fromkeys(model.config.text_config.layer_types, mask),
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
-            logits_to_keep=1,
-        )
+        ).last_hidden_state[:, -1]
         cache.end_step()
-        return output.logits[:, -1].float()
+        return self.output_head(hidden).float()
+
+    def output_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits for a few rows of hidden states.
+
+        On the CPU in float32 the head is applied as ``W @ h^T`` instead of ``nn.Linear``'s ``h @ W^T``:
+        for a few rows against the (vocab x hidden) matrix, MKL's transposed-weight path is 2-3x slower on
+        AMD CPUs (full-size head, 8 rows: 301 vs 100 ms on the machine in BENCHMARKS.md). dsocr never
+        quantizes the head, so it is always a plain ``nn.Linear``.
+        """
+        head = self.loaded.model.lm_head
+        if hidden.device.type == "cpu" and hidden.dtype == torch.float32:
+            return torch.mm(head.weight, hidden.T).T
+        return head(hidden)
 
     def decode(self, token_ids: list[int]) -> str:
         """Model text with special tokens kept: tables, boxes and grounding tags are special tokens."""
