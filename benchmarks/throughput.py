@@ -49,10 +49,12 @@ from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, auto_batch_size
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import CheckpointSpec
-from dsocr_cli.models.v1.loader import load_tokenizer, load_v1, ready
+from dsocr_cli.models.registry import load_runner
+from dsocr_cli.models.v1.loader import load_tokenizer, ready
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import V1Runner
+from dsocr_cli.quant import prepare_quantized
 from dsocr_cli.results import Page
 from dsocr_cli.testing.checkpoint import official_config, write_checkpoint
 from dsocr_cli.testing.images import make_page_image
@@ -111,17 +113,21 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 
 def build_runner(full_size: bool, device: torch.device, dtype: torch.dtype, quant: str, workdir: Path) -> V1Runner:
-    """The benchmark model: ``SCALED`` through dsocr's loader, or the official sizes built in memory."""
-    if quant != "none":
-        from dsocr_cli.models.registry import load_runner
+    """The benchmark model: ``SCALED`` through dsocr's loader, or the official sizes built in memory.
 
-        spec = CheckpointSpec.official() if full_size else SCALED
-        return load_runner(write_checkpoint(workdir / "model", spec), device, dtype, quant=quant)
+    Quantized runs go through dsocr's own quantizer, which reads a checkpoint directory: the checkpoint
+    is written to ``workdir`` (6.7 GB for the official sizes) and the quantized copy cached there too.
+    """
+    spec = CheckpointSpec.official() if full_size else SCALED
+    if quant != "none":
+        os.environ["DSOCR_CACHE"] = str(workdir / "cache")
+        directory = write_checkpoint(workdir / "model", spec)
+        return load_runner(prepare_quantized(directory, quant, device), device, dtype)
     if not full_size:
-        return V1Runner(load_v1(write_checkpoint(workdir / "model", SCALED), device, dtype))
+        return load_runner(write_checkpoint(workdir / "model", spec), device, dtype)
     write_tokenizer(workdir / "tokenizer.json")
     tokenizer, token_ids = load_tokenizer(workdir)
-    config = build_config(official_config(CheckpointSpec.official()), token_ids, "official sizes")
+    config = build_config(official_config(spec), token_ids, "official sizes")
     with torch.device(device):
         model = UnlimitedOcrForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
     return V1Runner(ready(model, tokenizer, token_ids, workdir))

@@ -17,6 +17,7 @@ from dsocr_cli.cli.app import main
 from dsocr_cli.convert import ConvertJob, OutputTarget, run
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import auto_batch_size, page_kv_bytes
+from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.local import LocalBackend
 from dsocr_cli.errors import ExitCode, InputError
 from dsocr_cli.inputs.discover import discover
@@ -98,7 +99,7 @@ def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_
         raise InputError("broken.pdf: page 2 cannot be rendered")
 
     good = [page(1, 600, 500), page(4, 800, 600), page(5, 700, 400)]
-    limits = {1: 14, 4: 3, 5: 6}  # the first page is the longest: later ones finish before it
+    limits = {1: 20, 4: 3, 5: 6}  # the first page is the longest: later ones finish before it
     options = {n: ConvertOptions(mode="tiny", max_new_tokens=limit, ngram_size=0) for n, limit in limits.items()}
     requests = [
         request(good[0], options[1]),
@@ -114,6 +115,31 @@ def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_
     for p, outcome in zip(good, [outcomes[0], outcomes[3], outcomes[4]]):
         alone = LocalBackend(tiny_runner).convert(p, options[p.number])
         assert outcome.result is not None and outcome.result.token_ids == alone.token_ids
+
+
+def test_row_cache_keeps_every_rows_keys_through_growth_removal_and_refill() -> None:
+    cache = RowCache(layers=1, rows=3, heads=1, head_dim=2, dtype=torch.float32, device=torch.device("cpu"))
+
+    def prompt(length: int, first: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        keys = torch.arange(first, first + 2 * length).view(1, 1, length, 2)
+        return [(keys, -keys)]
+
+    cache.append(prompt(250, 0.0))
+    cache.append(prompt(10, 1000.0))
+    for step in range(10):  # a decode step, in inference mode as the model runs it; row 0 outgrows 256 positions
+        with torch.inference_mode():
+            _, positions = cache.begin_step()
+            token = torch.full((2, 1, 1, 2), 2000.0 + step)
+            keys, values = cache.update(token, -token, 0)
+            cache.end_step()
+    assert keys.shape == (2, 1, 260, 2) and positions[:, 0].tolist() == [259, 19]
+    cache.remove(0)
+    cache.append(prompt(5, 5000.0))
+    assert cache.lengths == [20, 5]
+    expected_row = torch.cat([prompt(10, 1000.0)[0][0][0, 0], torch.arange(2000.0, 2010.0).repeat_interleave(2).view(10, 2)])
+    assert torch.equal(cache.keys[0][0, 0, :20], expected_row)
+    assert torch.equal(cache.values[0][0, 0, :20], -expected_row)
+    assert torch.equal(cache.keys[0][1, 0, :5], prompt(5, 5000.0)[0][0][0, 0])
 
 
 def test_streamed_pages_are_converted_one_after_another(tiny_runner) -> None:

@@ -20,20 +20,20 @@ Batch size (``auto_batch_size``): the memory a live page needs is its key/value 
 
     kv_bytes_per_token = 2 (keys, values) * layers * kv_heads * head_dim * dtype_bytes
                        = 2 * layers * hidden * dtype_bytes            (v1's multi-head attention)
-    page_bytes         = kv_bytes_per_token * (image positions of the mode + prompt text + max_new_tokens)
+    page_bytes         = kv_bytes_per_token * (image positions + PROMPT_TEXT_TOKENS + max_new_tokens)
 
-with the mode's largest image (Gundam: 9 tiles + global view = 1,036 positions). The vision encoder
-is reserved a fixed share of memory (``VISION_SHARE``); its largest activation is the SAM global
-attention, about 2 * sam_heads * (view_px / 16)^4 * 4 bytes per view (bias and scores, float32 in
-the worst case), which sets how many views one encoder call takes. Then
+with the mode's largest image (Gundam: a 1x9 tile grid plus the global view, 1,263 positions). The
+vision encoder's activations come on top, per view about 3 * sam_heads * (view_px / 16)^4 * 4 bytes
+(SAM's global-attention position bias; ``V1Runner.view_bytes``): encoder calls are cut to stay within
+``VISION_SHARE`` of free memory, and one view of the mode is reserved. Then
 
-    batch = clamp(floor((free * USABLE_SHARE - vision reserve) / page_bytes), 1, cap)
+    batch = clamp(floor((free * USABLE_SHARE - one view) / page_bytes), 1, cap)
 
-where ``free`` is the device memory left after loading the weights (CUDA: ``mem_get_info``; CPU:
-available RAM), so quantization (smaller weights) enters through ``free``, and the cache uses the
-compute dtype. ``cap`` is 8 on the CPU, where the decode step turns compute-bound beyond that (see
-BENCHMARKS.md), and 64 on GPUs. Full-size bf16 v1 with the default 8,192-token limit in Gundam mode
-needs ~0.57 GB per page: ~64 pages on an 80 GB GPU, 8 on a 24 GB CPU box.
+where ``free`` is the memory left after loading the weights (CUDA: ``mem_get_info``; CPU: available
+RAM), so quantization enters through ``free`` (smaller weights leave more), and the cache is in the
+compute dtype. ``cap`` is 8 on the CPU (decode steps stop gaining there, see BENCHMARKS.md) and 64 on
+GPUs (not measured). Full-size v1, Gundam, the default 8,192-token limit: 0.58 GB per page in bf16 (94
+pages fit an 80 GB GPU, so 64), 1.17 GB in float32 (4 pages on a 24 GB CPU machine).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.errors import UsageError
-from dsocr_cli.models.v1.preprocess import MAX_CROPS, MODES, PreparedImage, count_image_tokens, prepare_image
+from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
 from dsocr_cli.results import Page, PageResult
@@ -93,8 +93,9 @@ def page_kv_bytes(runner: V1Runner, options: ConvertOptions) -> int:
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * runner.loaded.dtype.itemsize
     mode = MODES[options.mode]
-    largest_grid = (MAX_CROPS, 1) if mode.crop else (1, 1)
-    return per_token * (count_image_tokens(mode, largest_grid) + PROMPT_TEXT_TOKENS + options.max_new_tokens)
+    grids = candidate_grids() if mode.crop else [(1, 1)]
+    positions = max(count_image_tokens(mode, grid) for grid in grids)
+    return per_token * (positions + PROMPT_TEXT_TOKENS + options.max_new_tokens)
 
 
 def auto_batch_size(runner: V1Runner, options: ConvertOptions, free: int | None = None) -> int:

@@ -8,7 +8,9 @@ padding bookkeeping), a decode step writes one token per row in place, and the a
 each row's unused tail. Buffers grow in chunks, so memory follows the longest live sequence rather
 than the worst case.
 
-The decoder layers see this object as their ``past_key_values``: they only call ``update``.
+The decoder layers see this object as their ``past_key_values``: they only call ``update``. Every
+method that allocates or writes runs in inference mode, as the model does, so buffers made by either
+can be written by both.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ GROWTH_CHUNK = 256
 class RowCache:
     """Per-layer key/value buffers of shape (rows, heads, capacity, head_dim); rows ``0 .. active-1`` are live."""
 
+    @torch.inference_mode()
     def __init__(
         self, layers: int, rows: int, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device
     ) -> None:
@@ -41,6 +44,7 @@ class RowCache:
     def capacity(self) -> int:
         return self.keys[0].shape[2]
 
+    @torch.inference_mode()
     def reserve(self, length: int) -> None:
         """Make room for ``length`` positions per row, keeping what is stored."""
         if length <= self.capacity:
@@ -54,6 +58,7 @@ class RowCache:
                 new[:, :, :used] = old[:, :, :used]
                 store[i] = new
 
+    @torch.inference_mode()
     def append(self, layer_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
         """Store one prefilled sequence (per layer: keys and values of shape (1, heads, length, head_dim)) in a new row."""
         if self.active == self.rows:
@@ -67,6 +72,7 @@ class RowCache:
         self.lengths.append(length)
         return row
 
+    @torch.inference_mode()
     def remove(self, row: int) -> None:
         """Free ``row`` by moving the last live row into it, so live rows stay contiguous (callers mirror the move)."""
         last = self.active - 1
@@ -78,6 +84,7 @@ class RowCache:
             self.lengths[row] = length
         self.lengths.pop()
 
+    @torch.inference_mode()
     def begin_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepare one decode step: returns the attention mask (rows, 1, 1, width) and positions (rows, 1).
 
@@ -93,6 +100,7 @@ class RowCache:
         mask = torch.arange(width, device=device)[None, :] <= positions[:, None]
         return mask[:, None, None, :], positions[:, None]
 
+    @torch.inference_mode()
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: object
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -143,11 +143,10 @@ class Prefetcher(Generic[T]):
             if not future.done():
                 if taken or not wait:
                     break
-                future.exception()
             self.pending.popleft()
             error = future.exception()
-            if error is not None:
-                taken.append(Loaded(index, request, error=error if isinstance(error, Exception) else None))
+            if isinstance(error, Exception):
+                taken.append(Loaded(index, request, error=error))
                 continue
             page, prepared = future.result()
             taken.append(Loaded(index, request, page=page, prepared=prepared))

@@ -139,10 +139,11 @@ class V1Runner:
 
     def view_bytes(self, side: int) -> int:
         """Peak activation bytes of one ``side`` px view in the vision encoder: SAM's global attention
-        materialises a relative-position bias and attention scores of heads x patches^2 (float32 at worst)."""
+        materialises a heads x patches^2 relative-position bias (float32 at worst) and up to two more
+        buffers of that size while adding and reshaping it."""
         heads = self.loaded.model.config.vision_config.sam_config.num_attention_heads
         patches = (side // PATCH_SIZE) ** 2
-        return 2 * heads * patches * patches * 4
+        return 3 * heads * patches * patches * 4
 
     def page_vision_bytes(self, request: V1Request) -> tuple[int, int]:
         """Encoder activation bytes of a page's global view and of its tiles (they are encoded one after the other)."""
