@@ -177,8 +177,11 @@ def close_all(documents: Iterable[DocumentRun]) -> None:
 def page_requests(
     job: ConvertJob, documents: Iterable[DocumentRun], on_text: Callable[[str], None] | None
 ) -> Iterator[PageRequest]:
-    """Every selected page of every document, in order; a document that cannot be opened is one failing request."""
-    retry = retry_options(job.options)
+    """Every selected page of every document, in order; a document that cannot be opened is one failing request.
+
+    A streamed page is not retried: its tokens are already on stdout, and a second attempt would print twice.
+    """
+    retry = None if on_text is not None else retry_options(job.options)
     for doc in documents:
         if doc.document is None and not doc.open(job):
             yield PageRequest(doc.source.name, 0, load=doc.failed_open, options=job.options, tag=doc)

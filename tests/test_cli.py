@@ -191,6 +191,16 @@ def test_stream_prints_tokens_to_stdout_as_they_come_instead_of_the_document(
     assert streamed.stdout == f"{first}\n{second}\n"
 
 
+def test_a_streamed_page_that_loops_is_printed_once_not_retried(dsocr: Dsocr, looping: tuple[str, ...]) -> None:
+    make_image("scan.png")
+
+    streamed = dsocr("convert", "scan.png", "--stream", *looping)
+
+    assert streamed.code == 2
+    assert streamed.stdout.count("<|") == 3
+    assert "retried" not in streamed.stderr
+
+
 # ---------------------------------------------------------------- settings
 
 
