@@ -33,6 +33,7 @@ REGENERATE = "python -m dsocr_cli.cli.docs"
 
 ENVIRONMENT = {
     "DSOCR_CONFIG": "Config file to read instead of the platform default (see FILES).",
+    "DSOCR_CACHE": "dsocr's cache root; quantized weights are kept in DSOCR_CACHE/quantized (default HF_HOME/dsocr/quantized).",
     "HF_HOME": "Root of the Hugging Face cache where downloaded models are kept (default ~/.cache/huggingface).",
     "HF_HUB_CACHE": "Model cache directory itself, instead of HF_HOME/hub.",
     "HF_HUB_OFFLINE": "Set to 1 to never touch the network and use cached models only (as --offline).",
