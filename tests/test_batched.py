@@ -19,7 +19,7 @@ from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import auto_batch_size, page_kv_bytes
 from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.local import LocalBackend
-from dsocr_cli.errors import ExitCode, InputError
+from dsocr_cli.errors import ExitCode, InputError, ModelError
 from dsocr_cli.inputs.discover import discover
 from dsocr_cli.models.v1.loader import load_v1
 from dsocr_cli.models.v1.runner import V1Runner
@@ -194,3 +194,32 @@ def test_invalid_batch_size_is_a_usage_error(tmp_path: Path, value: str) -> None
     image = tmp_path / "page.png"
     make_page_image(300, 200).save(image)
     assert main(["convert", str(image), "--batch-size", value, "--model", str(tmp_path / "no-model")]) == ExitCode.USAGE
+
+
+def test_out_of_memory_halves_the_batch_and_still_gives_the_one_page_tokens(tiny_runner, monkeypatch) -> None:
+    pages = [page(n, 600, 500) for n in (1, 2, 3)]
+    options = [ConvertOptions(mode="tiny", max_new_tokens=5, ngram_size=0)] * 3
+    single = [LocalBackend(tiny_runner).convert(p, o) for p, o in zip(pages, options)]
+    real_step, calls = tiny_runner.decode_step, []
+
+    def step_that_runs_out_of_memory_at_three_rows(tokens, cache):
+        calls.append(len(tokens))
+        if len(tokens) == 3:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return real_step(tokens, cache)
+
+    monkeypatch.setattr(tiny_runner, "decode_step", step_that_runs_out_of_memory_at_three_rows)
+    outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(map(request, pages, options)))
+    assert 3 in calls and max(calls[calls.index(3) + 1 :]) == 1
+    assert [o.result.token_ids for o in outcomes] == [alone.token_ids for alone in single]
+
+
+def test_out_of_memory_at_one_page_is_a_model_error_suggesting_nf4(tiny_runner, monkeypatch) -> None:
+    def no_memory(tokens, cache):
+        raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+
+    monkeypatch.setattr(tiny_runner, "decode_step", no_memory)
+    pages = [page(1, 600, 500)]
+    with pytest.raises(ModelError, match=r"out of memory on cpu even one page at a time; try --quant nf4") as err:
+        list(LocalBackend(tiny_runner, batch_size=1).convert_many(map(request, pages, [ConvertOptions(mode="tiny")])))
+    assert err.value.exit_code == ExitCode.MODEL

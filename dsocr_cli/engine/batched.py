@@ -53,7 +53,7 @@ from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
 from dsocr_cli.engine.streaming import TextCallbackStreamer
-from dsocr_cli.errors import UsageError
+from dsocr_cli.errors import ModelError, UsageError
 from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
@@ -207,13 +207,19 @@ class BatchedEngine:
                         done[item.index] = PageOutcome(item.request, error=item.error)
                     else:
                         starting.append(self.admit(item))
-            if starting:
-                self.start(starting, cache, live, retries, done, vision_budget)
-            if not live:
-                if not retries and not done and feed.exhausted:
-                    return
+            try:
+                if starting:
+                    self.start(starting, cache, live, retries, done, vision_budget)
+                if not live:
+                    if not retries and not done and feed.exhausted:
+                        return
+                    continue
+                logits = self.runner.decode_step([page.generated[-1] for page in live], cache)
+            except torch.OutOfMemoryError:
+                rows = self.shrink(rows, [*live, *(page for page in starting if page not in live)], retries)
+                live.clear()
+                cache = self.runner.new_cache(rows)
                 continue
-            logits = self.runner.decode_step([page.generated[-1] for page in live], cache)
             tokens = self.choose(live, logits)
             for row in reversed(range(len(live))):
                 page = live[row]
@@ -222,6 +228,23 @@ class BatchedEngine:
                     live[row] = live[-1]
                     live.pop()
                     self.finish(page, retries, done)
+
+    def shrink(self, rows: int, pages: Sequence[LivePage], retries: deque[LivePage]) -> int:
+        """Out of memory: halve the batch and restart its pages from their prompts; at one row, give up
+        with advice. Restarted pages produce exactly what they would have (greedy decoding is deterministic)."""
+        device = self.runner.loaded.device
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if rows == 1 or any(page.streamer is not None for page in pages):
+            raise ModelError(
+                f"out of memory on {device} even one page at a time; try --quant nf4, a smaller --mode "
+                "or --max-tokens, or --device cpu"
+            )
+        for page in sorted(pages, key=lambda page: page.index, reverse=True):
+            again = self.live_page(page.index, page.request, page.page, page.prepared, page.options)
+            again.earlier_seconds, again.retried = page.earlier_seconds, page.retried
+            retries.appendleft(again)
+        return max(1, rows // 2)
 
     def admit(self, item: Loaded[PreparedImage]) -> LivePage:
         """A loaded page as a batch member: prompt ids (tokenized here, on the model thread) and its guard."""
