@@ -21,7 +21,9 @@ import bitsandbytes.functional as bnbf
 import torch
 from torch.nn import functional as F
 from transformers import UnlimitedOcrTextConfig
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
+    UnlimitedOcrTextExperts,
+)
 
 from dsocr_cli.models.v1.quantized_experts import QuantizedExperts
 

@@ -43,13 +43,14 @@ from rich.console import Console
 from rich.table import Table
 from transformers import UnlimitedOcrForConditionalGeneration
 from transformers.generation.streamers import BaseStreamer
+from transformers.utils import logging as hf_logging
 
 from dsocr_cli.devices import resolve_device, resolve_dtype
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, auto_batch_size
+from dsocr_cli.models.registry import load_runner
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import CheckpointSpec
-from dsocr_cli.models.registry import load_runner
 from dsocr_cli.models.v1.loader import load_tokenizer, ready
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quant", choices=("none", "nf4", "int8"), default="none")
     parser.add_argument("--json", type=Path, required=True, help="write the results here")
     args = parser.parse_args(argv)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     console = Console(stderr=True)
     device = resolve_device(args.device)
     dtype = resolve_dtype("auto", device)

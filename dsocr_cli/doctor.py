@@ -19,7 +19,14 @@ from huggingface_hub import constants
 
 from dsocr_cli import __version__
 from dsocr_cli.errors import DsocrError
-from dsocr_cli.hub import DEFAULT_MODEL, CachedModel, cached_models, free_space, hub_cache, human_size
+from dsocr_cli.hub import (
+    DEFAULT_MODEL,
+    CachedModel,
+    cached_models,
+    free_space,
+    hub_cache,
+    human_size,
+)
 from dsocr_cli.models.v1.layout import CheckpointSpec, tensor_shapes
 
 PACKAGES = (

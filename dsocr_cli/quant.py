@@ -52,7 +52,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
+    UnlimitedOcrTextExperts,
+)
 
 from dsocr_cli import __version__
 from dsocr_cli.errors import ModelError, UsageError

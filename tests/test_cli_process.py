@@ -8,7 +8,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cli_support import DSOCR, FAST, Run, isolated_env, listing, make_pdf, run_process
+from tests.cli_support import (
+    DSOCR,
+    FAST,
+    Run,
+    isolated_env,
+    listing,
+    make_pdf,
+    run_process,
+)
 
 Dsocr = Callable[..., Run]
 

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from rich.console import Console
 
 from dsocr_cli import hub

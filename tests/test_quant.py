@@ -17,7 +17,9 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 from transformers import UnlimitedOcrTextConfig
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
+    UnlimitedOcrTextExperts,
+)
 
 from dsocr_cli.engine.factory import local_backend
 from dsocr_cli.errors import ModelError, UsageError

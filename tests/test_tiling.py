@@ -7,7 +7,13 @@ import json
 import pytest
 from PIL import Image
 
-from dsocr_cli.models.v1.preprocess import MODES, candidate_grids, count_image_tokens, grid_for, prepare_image
+from dsocr_cli.models.v1.preprocess import (
+    MODES,
+    candidate_grids,
+    count_image_tokens,
+    grid_for,
+    prepare_image,
+)
 from tests.conftest import FIXTURES
 
 OFFICIAL = json.loads((FIXTURES / "official_tiling.json").read_text())["grids"]

@@ -13,7 +13,12 @@ from dsocr_cli.errors import ExitCode, OutputError
 from dsocr_cli.results import Page, PageResult
 from dsocr_cli.testing.images import make_page_image
 from dsocr_cli.writers import FORMATS
-from dsocr_cli.writers.atomic import LOCK_NAME, atomic_write_text, atomic_writer, directory_lock
+from dsocr_cli.writers.atomic import (
+    LOCK_NAME,
+    atomic_write_text,
+    atomic_writer,
+    directory_lock,
+)
 from dsocr_cli.writers.base import StringWriter
 from dsocr_cli.writers.html import HtmlWriter
 from dsocr_cli.writers.json import JsonWriter

@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from dsocr_cli import hub
-from dsocr_cli.cli.options import JsonOpt, ModelArg, OfflineOpt, QuietOpt, RevisionOpt, YesOpt
+from dsocr_cli.cli.options import (
+    JsonOpt,
+    ModelArg,
+    OfflineOpt,
+    QuietOpt,
+    RevisionOpt,
+    YesOpt,
+)
 from dsocr_cli.cli.output import table_console
 from dsocr_cli.errors import UsageError
 from dsocr_cli.progress import DownloadBar, Reporter

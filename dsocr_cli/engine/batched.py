@@ -54,7 +54,13 @@ from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.errors import ModelError, UsageError
-from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
+from dsocr_cli.models.v1.preprocess import (
+    MODES,
+    PreparedImage,
+    candidate_grids,
+    count_image_tokens,
+    prepare_image,
+)
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
 from dsocr_cli.results import Page, PageResult
@@ -67,6 +73,8 @@ VISION_SHARE = 0.2
 """Of the free memory, the share reserved for one vision-encoder call."""
 PROMPT_TEXT_TOKENS = 32
 """Upper bound on the prompt's text tokens around the image (the built-in prompts use under 16)."""
+PREP_WORKERS = 4
+"""Preprocessing threads at most; one core is left to the model's own threads."""
 CPU_BATCH_CAP = 8
 GPU_BATCH_CAP = 64
 
@@ -152,18 +160,12 @@ class LivePage:
 class BatchedEngine:
     """Converts a stream of page requests with batched, continuously refilled greedy decoding."""
 
-    def __init__(
-        self,
-        runner: V1Runner,
-        batch_size: int | None = None,
-        workers: int | None = None,
-        suppress_eos: bool = False,
-    ) -> None:
+    def __init__(self, runner: V1Runner, batch_size: int | None = None, suppress_eos: bool = False) -> None:
         """``batch_size`` None = ``auto_batch_size`` for the first request's options; ``suppress_eos``
         makes every page run to its token limit (benchmarks compare runs at a fixed token count)."""
         self.runner = runner
         self.batch_size = batch_size
-        self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+        self.workers = max(1, min(PREP_WORKERS, (os.cpu_count() or 2) - 1))
         self.suppress_eos = suppress_eos
 
     def run(self, requests: Iterable[PageRequest]) -> Generator[PageOutcome, None, None]:

@@ -2,7 +2,12 @@
 
 from dsocr_cli.inputs.discover import STDIN, SUPPORTED_EXTENSIONS, InputSource, discover
 from dsocr_cli.inputs.images import MAX_PIXELS
-from dsocr_cli.inputs.pages import Document, PageSelection, open_document, parse_page_ranges
+from dsocr_cli.inputs.pages import (
+    Document,
+    PageSelection,
+    open_document,
+    parse_page_ranges,
+)
 from dsocr_cli.inputs.pdf import DEFAULT_DPI
 from dsocr_cli.inputs.sniff import sniff
 

@@ -18,7 +18,13 @@ from typing import Literal
 from PIL import Image
 
 from dsocr_cli.postprocess.grounding import Block, crop_box
-from dsocr_cli.postprocess.tables import repair_table, sanitize_table, split_tables, table_to_markdown, table_to_text
+from dsocr_cli.postprocess.tables import (
+    repair_table,
+    sanitize_table,
+    split_tables,
+    table_to_markdown,
+    table_to_text,
+)
 
 TableStyle = Literal["markdown", "html"]
 

@@ -8,7 +8,12 @@ from pathlib import Path
 from PIL import Image
 
 from dsocr_cli.postprocess.grounding import parse_blocks
-from dsocr_cli.postprocess.markdown import RenderedPage, TableStyle, page_markdown, png_bytes
+from dsocr_cli.postprocess.markdown import (
+    RenderedPage,
+    TableStyle,
+    page_markdown,
+    png_bytes,
+)
 from dsocr_cli.results import PageResult
 from dsocr_cli.writers.atomic import atomic_write_bytes, atomic_write_text
 from dsocr_cli.writers.base import StringWriter

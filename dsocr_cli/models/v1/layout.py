@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+
 @dataclass(frozen=True)
 class CheckpointSpec:
     """Sizes of a v1 checkpoint. ``official()`` is DeepSeek-OCR; ``tiny()`` is a fast test model.

@@ -20,8 +20,8 @@ from transformers import PreTrainedTokenizerFast, UnlimitedOcrForConditionalGene
 
 from dsocr_cli.errors import ModelError
 from dsocr_cli.models.v1.config import build_config
-from dsocr_cli.models.v1.tokens import TokenIds
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
+from dsocr_cli.models.v1.tokens import TokenIds
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"

@@ -40,12 +40,25 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import UnlimitedOcrForConditionalGeneration
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
+    UnlimitedOcrTextExperts,
+)
 
 from dsocr_cli.errors import ModelError
 from dsocr_cli.models.v1.config import build_config
-from dsocr_cli.models.v1.loader import INDEX_NAME, LoadedV1, load_tokenizer, read_json, ready, weight_files
-from dsocr_cli.models.v1.quantized_experts import BLOCKSIZE, EXPERT_KINDS, QuantizedExperts
+from dsocr_cli.models.v1.loader import (
+    INDEX_NAME,
+    LoadedV1,
+    load_tokenizer,
+    read_json,
+    ready,
+    weight_files,
+)
+from dsocr_cli.models.v1.quantized_experts import (
+    BLOCKSIZE,
+    EXPERT_KINDS,
+    QuantizedExperts,
+)
 
 KEEP_FULL_PRECISION = ("lm_head",)
 INT8_ALSO_KEEPS = ("model.vision_tower",)

@@ -37,7 +37,9 @@ import bitsandbytes.functional as bnbf
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
+    UnlimitedOcrTextExperts,
+)
 
 EXPERT_KINDS = ("nf4", "int8")
 BLOCKSIZE = 64

@@ -14,13 +14,21 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 from transformers import DynamicCache, LogitsProcessorList
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
+    UnlimitedOcrModelOutputWithPooling,
+)
 
 from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.loader import LoadedV1
-from dsocr_cli.models.v1.preprocess import PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
+from dsocr_cli.models.v1.preprocess import (
+    PATCH_SIZE,
+    TILE_SIZE,
+    Mode,
+    PreparedImage,
+    prepare_image,
+)
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
 
 
