@@ -269,7 +269,9 @@ def report(result: dict, console: Console) -> None:
         f"quant {config['quant']}; engine tokens identical to baseline on "
         f"{result['identical_pages']}/{config['pages']} pages"
     )
-    console.print(f"machine: {info['cpu_model']}, {info['cpu_cores']} cores, torch {info['torch']}, bf16 {info['cpu_bf16']}")
+    console.print(
+        f"machine: {info['cpu_model']}, {info['cpu_cores']} cores, torch {info['torch']}, bf16 {info['cpu_bf16']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

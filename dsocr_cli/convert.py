@@ -320,4 +320,3 @@ def write_document(
     if job.layout_pdf:
         layout = FORMATS["layout_pdf"]()
         layout.write(source.name, results, target.parent / f"{source.stem}{layout.suffix}")
-

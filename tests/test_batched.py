@@ -7,6 +7,7 @@ request order, and a page that cannot be rendered or preprocessed fails alone.
 from __future__ import annotations
 
 import io
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_
 
 
 def test_row_cache_keeps_every_rows_keys_through_growth_removal_and_refill() -> None:
-    cache = RowCache(layers=1, rows=3, heads=1, head_dim=2, dtype=torch.float32, device=torch.device("cpu"))
+    cache = RowCache(layers=1, max_rows=3, heads=1, head_dim=2, dtype=torch.float32, device=torch.device("cpu"))
 
     def prompt(length: int, first: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
         keys = torch.arange(first, first + 2 * length).view(1, 1, length, 2)
@@ -130,13 +131,15 @@ def test_row_cache_keeps_every_rows_keys_through_growth_removal_and_refill() -> 
         with torch.inference_mode():
             _, positions = cache.begin_step()
             token = torch.full((2, 1, 1, 2), 2000.0 + step)
-            keys, values = cache.update(token, -token, 0)
+            keys, _ = cache.update(token, -token, 0)
             cache.end_step()
     assert keys.shape == (2, 1, 260, 2) and positions[:, 0].tolist() == [259, 19]
     cache.remove(0)
     cache.append(prompt(5, 5000.0))
     assert cache.lengths == [20, 5]
-    expected_row = torch.cat([prompt(10, 1000.0)[0][0][0, 0], torch.arange(2000.0, 2010.0).repeat_interleave(2).view(10, 2)])
+    expected_row = torch.cat(
+        [prompt(10, 1000.0)[0][0][0, 0], torch.arange(2000.0, 2010.0).repeat_interleave(2).view(10, 2)]
+    )
     assert torch.equal(cache.keys[0][0, 0, :20], expected_row)
     assert torch.equal(cache.values[0][0, 0, :20], -expected_row)
     assert torch.equal(cache.keys[0][1, 0, :5], prompt(5, 5000.0)[0][0][0, 0])
@@ -147,7 +150,9 @@ def test_streamed_pages_are_converted_one_after_another(tiny_runner) -> None:
     pages = [page(i + 1, 600 + 50 * i, 500) for i in range(3)]
     options = ConvertOptions(mode="tiny", max_new_tokens=8, ngram_size=0)
     requests = [
-        PageRequest(p.source, p.number, load=lambda p=p: p, options=options, on_text=lambda t, n=p.number: pieces.append((n, t)))
+        PageRequest(
+            p.source, p.number, load=lambda p=p: p, options=options, on_text=lambda t, n=p.number: pieces.append((n, t))
+        )
         for p in pages
     ]
     outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(requests))
@@ -170,7 +175,9 @@ def test_batched_run_writes_the_same_files_and_isolates_a_broken_input(tiny_runn
             options=ConvertOptions(mode="tiny", max_new_tokens=6, ngram_size=2, ngram_window=4),
             output=OutputTarget(directory=tmp_path / f"out{batch_size}"),
         )
-        summaries[batch_size] = run(job, lambda: LocalBackend(tiny_runner, batch_size=batch_size), Reporter(quiet=True))
+        summaries[batch_size] = run(
+            job, partial(LocalBackend, tiny_runner, batch_size=batch_size), Reporter(quiet=True)
+        )
     for batch_size, summary in summaries.items():
         assert summary.failed_inputs == [str(inputs / "broken.pdf")]
         assert (summary.converted, summary.pages) == (3, 3)
@@ -186,7 +193,7 @@ def test_auto_batch_size_follows_free_memory_up_to_the_cpu_cap(tiny_runner) -> N
     per_page = page_kv_bytes(tiny_runner, options)
     assert auto_batch_size(tiny_runner, options, free=per_page) == 1
     assert auto_batch_size(tiny_runner, options, free=10 * per_page) == 6  # 80% usable, less 20% for vision
-    assert auto_batch_size(tiny_runner, options, free=10**15) == 8
+    assert auto_batch_size(tiny_runner, options, free=10**15) == 32
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "lots"])

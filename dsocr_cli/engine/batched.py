@@ -31,9 +31,9 @@ vision encoder's activations come on top, per view about 3 * sam_heads * (view_p
 
 where ``free`` is the memory left after loading the weights (CUDA: ``mem_get_info``; CPU: available
 RAM), so quantization enters through ``free`` (smaller weights leave more), and the cache is in the
-compute dtype. ``cap`` is 8 on the CPU (decode steps stop gaining there, see BENCHMARKS.md) and 64 on
-GPUs (not measured). Full-size v1, Gundam, the default 8,192-token limit: 0.58 GB per page in bf16 (94
-pages fit an 80 GB GPU, so 64), 1.17 GB in float32 (4 pages on a 24 GB CPU machine).
+compute dtype. ``cap`` is 32 on the CPU (measured: decode steps still gain up to there, BENCHMARKS.md)
+and 64 on GPUs (not measured). Full-size v1, Gundam, the default 8,192-token limit: 0.58 GB per page
+in bf16 (94 pages fit an 80 GB GPU, so 64), 1.17 GB in float32 (4 pages on a 24 GB CPU machine).
 """
 
 from __future__ import annotations
@@ -54,13 +54,7 @@ from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.errors import ModelError, UsageError
-from dsocr_cli.models.v1.preprocess import (
-    MODES,
-    PreparedImage,
-    candidate_grids,
-    count_image_tokens,
-    prepare_image,
-)
+from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
 from dsocr_cli.results import Page, PageResult
@@ -75,7 +69,7 @@ PROMPT_TEXT_TOKENS = 32
 """Upper bound on the prompt's text tokens around the image (the built-in prompts use under 16)."""
 PREP_WORKERS = 4
 """Preprocessing threads at most; one core is left to the model's own threads."""
-CPU_BATCH_CAP = 8
+CPU_BATCH_CAP = 32
 GPU_BATCH_CAP = 64
 
 

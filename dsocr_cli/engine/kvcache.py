@@ -6,7 +6,8 @@ re-allocates the whole cache with ``torch.cat``. Here each row keeps its own len
 holds its sequence at positions ``0 .. length[r]-1`` (so rotary positions start at 0 without any
 padding bookkeeping), a decode step writes one token per row in place, and the attention mask hides
 each row's unused tail. Buffers grow in chunks, so memory follows the longest live sequence rather
-than the worst case.
+than the worst case. New buffers are zeroed, not left uninitialised: a masked position still enters the
+attention product with weight 0, and 0 times a NaN left in uninitialised memory is NaN.
 
 The decoder layers see this object as their ``past_key_values``: they only call ``update``. Every
 method that allocates or writes runs in inference mode, as the model does, so buffers made by either
@@ -22,14 +23,18 @@ GROWTH_CHUNK = 256
 
 
 class RowCache:
-    """Per-layer key/value buffers of shape (rows, heads, capacity, head_dim); rows ``0 .. active-1`` are live."""
+    """Per-layer key/value buffers of shape (rows, heads, capacity, head_dim); rows ``0 .. active-1`` are live.
+
+    Both the rows (up to ``max_rows``) and the capacity are allocated as they are first needed, so a
+    large batch size costs nothing until that many pages are live at once.
+    """
 
     @torch.inference_mode()
     def __init__(
-        self, layers: int, rows: int, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device
+        self, layers: int, max_rows: int, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device
     ) -> None:
-        self.rows = rows
-        self.keys = [torch.empty(rows, heads, 0, head_dim, dtype=dtype, device=device) for _ in range(layers)]
+        self.max_rows = max_rows
+        self.keys = [torch.empty(0, heads, 0, head_dim, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.empty_like(k) for k in self.keys]
         self.lengths: list[int] = []
         self.step_rows: torch.Tensor | None = None
@@ -45,27 +50,29 @@ class RowCache:
         return self.keys[0].shape[2]
 
     @torch.inference_mode()
-    def reserve(self, length: int) -> None:
-        """Make room for ``length`` positions per row, keeping what is stored."""
-        if length <= self.capacity:
+    def reserve(self, rows: int, length: int) -> None:
+        """Make room for ``rows`` rows of ``length`` positions, keeping what is stored."""
+        allocated = self.keys[0].shape[0]
+        if rows <= allocated and length <= self.capacity:
             return
-        capacity = -(-length // GROWTH_CHUNK) * GROWTH_CHUNK
+        rows = min(self.max_rows, max(rows, 2 * allocated))
+        capacity = max(self.capacity, -(-length // GROWTH_CHUNK) * GROWTH_CHUNK)
         used = max(self.lengths, default=0)
         for store in (self.keys, self.values):
             for i, old in enumerate(store):
-                rows, heads, _, head_dim = old.shape
-                new = torch.empty(rows, heads, capacity, head_dim, dtype=old.dtype, device=old.device)
-                new[:, :, :used] = old[:, :, :used]
+                _, heads, _, head_dim = old.shape
+                new = torch.zeros(rows, heads, capacity, head_dim, dtype=old.dtype, device=old.device)
+                new[: self.active, :, :used] = old[: self.active, :, :used]
                 store[i] = new
 
     @torch.inference_mode()
     def append(self, layer_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
         """Store one prefilled sequence (per layer: keys and values of shape (1, heads, length, head_dim)) in a new row."""
-        if self.active == self.rows:
+        if self.active == self.max_rows:
             raise RuntimeError("row cache is full")
         row = self.active
         length = layer_kv[0][0].shape[2]
-        self.reserve(length)
+        self.reserve(row + 1, length)
         for layer, (key, value) in enumerate(layer_kv):
             self.keys[layer][row, :, :length] = key[0]
             self.values[layer][row, :, :length] = value[0]
@@ -92,7 +99,7 @@ class RowCache:
         """
         device = self.keys[0].device
         width = max(self.lengths) + 1
-        self.reserve(width)
+        self.reserve(self.active, width)
         positions = torch.tensor(self.lengths, device=device)
         self.step_rows = torch.arange(self.active, device=device)
         self.step_positions = positions

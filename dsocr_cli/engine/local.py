@@ -22,9 +22,7 @@ class LocalBackend:
         self.runner = runner
         self.engine = BatchedEngine(runner, batch_size=batch_size)
 
-    def convert(
-        self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None
-    ) -> PageResult:
+    def convert(self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None) -> PageResult:
         """One page through transformers' ``generate``: the official one-page path."""
         if options.mode not in MODES:
             raise UsageError(f"unknown --mode {options.mode!r} (choose from {', '.join(MODES)})")

@@ -140,9 +140,8 @@ class Prefetcher(Generic[T]):
             if not self.pending and not self._pull(block=wait and not taken):
                 break
             index, request, future = self.pending[0]
-            if not future.done():
-                if taken or not wait:
-                    break
+            if not future.done() and (taken or not wait):
+                break
             self.pending.popleft()
             error = future.exception()
             if isinstance(error, Exception):

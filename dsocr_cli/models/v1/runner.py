@@ -14,21 +14,13 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 from transformers import DynamicCache, LogitsProcessorList
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
-    UnlimitedOcrModelOutputWithPooling,
-)
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
 
 from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.loader import LoadedV1
-from dsocr_cli.models.v1.preprocess import (
-    PATCH_SIZE,
-    TILE_SIZE,
-    Mode,
-    PreparedImage,
-    prepare_image,
-)
+from dsocr_cli.models.v1.preprocess import PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
 
 
@@ -107,7 +99,10 @@ class V1Runner:
 
     def model_inputs(self, request: V1Request) -> dict:
         """Tensors for ``UnlimitedOcrForConditionalGeneration`` on the model's device and dtype."""
-        return {"input_ids": torch.tensor([request.input_ids], device=self.loaded.device), **self.vision_inputs([request])}
+        return {
+            "input_ids": torch.tensor([request.input_ids], device=self.loaded.device),
+            **self.vision_inputs([request]),
+        }
 
     @torch.inference_mode()
     def generate(
@@ -139,7 +134,10 @@ class V1Runner:
         """The official loop guard; table cells (``<td>``, ``</td>``) may repeat."""
         ids = self.loaded.token_ids
         return SlidingWindowNoRepeatNGram(
-            ngram_size, max(ngram_window, ngram_size), prompt_length=prompt_length, whitelist=(ids.td_open, ids.td_close)
+            ngram_size,
+            max(ngram_window, ngram_size),
+            prompt_length=prompt_length,
+            whitelist=(ids.td_open, ids.td_close),
         )
 
     def streamer(self, on_text: Callable[[str], None]) -> TextCallbackStreamer:
@@ -191,7 +189,7 @@ class V1Runner:
         )
 
     def new_cache(self, rows: int) -> RowCache:
-        """An empty per-row key/value cache for ``rows`` sequences of this model."""
+        """An empty per-row key/value cache for up to ``rows`` sequences of this model."""
         text = self.loaded.model.config.text_config
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         return RowCache(
