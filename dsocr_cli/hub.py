@@ -12,11 +12,21 @@ huggingface_hub's cache scanner reports as an interrupted download) and continue
 request on the next run, under huggingface_hub's own per-blob lock. ``snapshot_download`` then finds
 every blob in place and only writes the snapshot links and tree listing. Downloads use plain HTTP, not
 Xet, for the same reason.
+
+No file enters the cache unverified: before ``<etag>.incomplete`` becomes ``blobs/<etag>`` its content
+must hash to that ETag (the sha256 for LFS files, the git blob id for the others), whether it arrived in
+one run or over several. The hash is computed while the bytes are written, continuing from the bytes an
+earlier run kept, so a 6.7 GB file is read back from disk at most once, and only its kept part. A file
+that does not match is deleted and nothing of it is linked; the next run downloads it afresh.
+
+Messages that embed the endpoint or a library's error text go through ``messages.redact``, so a
+``user:password@`` in HF_ENDPOINT never reaches a terminal, whatever prints them.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -60,12 +70,12 @@ from huggingface_hub.utils import (
     filter_repo_objects,
     validate_repo_id,
 )
-from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
+from dsocr_cli.defaults import DEFAULT_MODEL
 from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.messages import redact
 from dsocr_cli.progress import DownloadBar
 
-DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
 MODEL_FILES = [
     "config.json",
     "*.safetensors",
@@ -83,6 +93,8 @@ UNREACHABLE = (httpx2.HTTPError, OfflineModeIsEnabled, RevisionResolutionError)
 """The hub did not answer (no network, DNS, proxy, timeout); catch ``HfHubHTTPError``, a subclass, first."""
 SHA256 = re.compile(r"[0-9a-f]{64}")
 GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
+READ_CHUNK = 8 << 20
+"""Bytes read at a time when hashing the part of a file an earlier run kept."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +112,12 @@ class ModelRef:
         """``owner/name[@revision]``; ``revision`` (from ``--revision``) must agree with an ``@revision``."""
         repo, _, pinned = reference.partition("@")
         if revision and pinned and revision != pinned:
-            raise UsageError(f"{reference}: --revision {revision} contradicts @{pinned}")
+            raise UsageError(f"{redact(reference)}: --revision {revision} contradicts @{pinned}")
         try:
             validate_repo_id(repo)
         except HFValidationError:
             raise ModelError(
-                f"{reference}: neither a model directory nor a hub repo id (owner/name[@revision])"
+                f"{redact(reference)}: neither a model directory nor a hub repo id (owner/name[@revision])"
             ) from None
         return cls(repo, revision or pinned or None)
 
@@ -216,7 +228,7 @@ def download(
     except (HFValidationError, OSError) as exc:
         raise hub_error(ref, exc) from None
     path = cached_snapshot(ref, unreachable=failure)
-    return Snapshot(path, note=f"cannot reach {constants.ENDPOINT} ({failure}); using the cached copy of {ref}")
+    return Snapshot(path, note=f"cannot reach {endpoint()} ({failure}); using the cached copy of {ref}")
 
 
 def cached_snapshot(ref: ModelRef, unreachable: str | None = None) -> Path:
@@ -237,7 +249,7 @@ def cached_snapshot(ref: ModelRef, unreachable: str | None = None) -> Path:
                 f"run `dsocr download {ref}` once while online, or pass --model DIR"
             ) from None
         raise ModelError(
-            f"{ref}: cannot reach the Hugging Face hub at {constants.ENDPOINT} ({unreachable}) and the model is not "
+            f"{ref}: cannot reach the Hugging Face hub at {endpoint()} ({unreachable}) and the model is not "
             f"in the cache ({hub_cache()}); check the network or HF_ENDPOINT and run `dsocr download {ref}`, "
             "or pass --model DIR"
         ) from None
@@ -341,19 +353,76 @@ def transfer(ref: ModelRef, commit: str, files: list[RemoteFile], progress: Tran
     return fetched
 
 
-class CountingFile(io.FileIO):
-    """A partial download opened for appending that reports each byte written, or truncated, to the progress."""
+class Checksum:
+    """The content hash an ETag names, fed a download's bytes in file order as they reach the disk.
 
-    def __init__(self, path: Path, progress: TransferProgress) -> None:
+    A 64-hex ETag (LFS files) is the content's sha256. A 40-hex one (every other file) is its git blob id,
+    the sha1 of ``blob <size>\\0`` and then the content, so streaming it needs the final size up front (the
+    metadata's); without it the finished file is read back, which is cheap as such files are small. An
+    ETag of neither form names no checksum: that file (from a server that is not the hub) is taken as it
+    is, as huggingface_hub takes it.
+    """
+
+    def __init__(self, etag: str, size: int | None) -> None:
+        self.etag = etag
+        self.initial: Any = None
+        if SHA256.fullmatch(etag):
+            self.initial = hashlib.sha256()
+        elif GIT_SHA1.fullmatch(etag) and size is not None:
+            self.initial = hashlib.sha1(b"blob %d\0" % size)
+        self.hasher = self.initial.copy() if self.initial is not None else None
+
+    @staticmethod
+    def names_one(etag: str | None) -> bool:
+        return etag is not None and bool(SHA256.fullmatch(etag) or GIT_SHA1.fullmatch(etag))
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self.hasher is not None:
+            self.hasher.update(data)
+
+    def restart(self, path: Path, length: int) -> None:
+        """Hash afresh, from the first ``length`` bytes of ``path``: what the file holds when writing resumes."""
+        if self.initial is None:
+            return
+        self.hasher = self.initial.copy()
+        if length <= 0:
+            return
+        with path.open("rb") as f:
+            while length > 0 and (chunk := f.read(min(length, READ_CHUNK))):
+                self.hasher.update(chunk)
+                length -= len(chunk)
+
+    def matches(self, path: Path) -> bool:
+        """Whether the bytes fed (``path``'s content) are what the ETag names."""
+        if self.hasher is not None:
+            return self.hasher.hexdigest() == self.etag
+        if GIT_SHA1.fullmatch(self.etag):
+            data = path.read_bytes()
+            return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == self.etag
+        return True
+
+
+class CountingFile(io.FileIO):
+    """A partial download opened for appending that reports each byte written, or truncated, to the progress.
+
+    Every byte the file holds goes through ``checksum`` in order: the bytes already there when it is opened
+    (an earlier run's), then each write; a truncation re-hashes the bytes that remain.
+    """
+
+    def __init__(self, path: Path, progress: TransferProgress, checksum: Checksum) -> None:
         super().__init__(path, "ab")
+        self.path = path
         self.progress = progress
+        self.checksum = checksum
         self.written = 0
+        checksum.restart(path, self.tell())
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         done = 0
         while done < len(view):
             done += super().write(view[done:]) or 0
+        self.checksum.update(view)
         self.written += done
         self.progress.advance(done)
         return done
@@ -362,13 +431,19 @@ class CountingFile(io.FileIO):
         """huggingface_hub truncates when a server ignores the Range header and resends everything."""
         before = os.fstat(self.fileno()).st_size
         after = super().truncate(size)
+        self.checksum.restart(self.path, after)
         self.written += after - before
         self.progress.advance(after - before)
         return after
 
 
 def fetch_blob(ref: ModelRef, commit: str, file: RemoteFile, progress: TransferProgress) -> int:
-    """Fetch one file into ``blobs/<etag>``, continuing what an earlier run left in ``<etag>.incomplete``."""
+    """Fetch one file into ``blobs/<etag>``, continuing what an earlier run left in ``<etag>.incomplete``.
+
+    The file becomes ``blobs/<etag>`` only once its whole content, kept part included, hashes to the ETag
+    (or, should the ETag name no checksum, to the listing's sha256 or blob id). Otherwise the partial file
+    is deleted and a ``ModelError`` says to run again: the next run starts from zero.
+    """
     url = hf_hub_url(ref.repo, file.name, revision=commit)
     try:
         meta = get_hf_file_metadata(url)
@@ -376,7 +451,7 @@ def fetch_blob(ref: ModelRef, commit: str, file: RemoteFile, progress: TransferP
         raise ModelError(f"{ref}: file {file.name} not found in the repository at commit {commit[:12]}") from None
     if meta.etag is None or meta.commit_hash is None:
         raise ModelError(
-            f"{ref}: {constants.ENDPOINT} did not answer like a Hugging Face hub (no ETag or X-Repo-Commit for "
+            f"{ref}: {endpoint()} did not answer like a Hugging Face hub (no ETag or X-Repo-Commit for "
             f"{file.name}); check HF_ENDPOINT and any proxy"
         )
     folder = repo_folder_name(repo_id=ref.repo, repo_type="model")
@@ -395,7 +470,9 @@ def fetch_blob(ref: ModelRef, commit: str, file: RemoteFile, progress: TransferP
         headers = build_hf_headers()
         if origin(meta.location) != origin(url):
             headers.pop("authorization", None)  # a CDN's signed URL; the token stays with the hub
-        with CountingFile(partial, progress) as out:
+        expected = next((e for e in (meta.etag, file.etag) if Checksum.names_one(e)), meta.etag)
+        checksum = Checksum(expected, meta.size)
+        with CountingFile(partial, progress, checksum) as out:
             try:
                 http_get(
                     meta.location,
@@ -414,11 +491,11 @@ def fetch_blob(ref: ModelRef, commit: str, file: RemoteFile, progress: TransferP
                         f"again to resume ({human_size(partial.stat().st_size)} of {file.name} are kept)"
                     ) from None
                 raise interrupted(ref, file, partial, exc) from None
-        if resumed and not content_matches(partial, meta.etag):
+        if not checksum.matches(partial):
             partial.unlink()
             raise ModelError(
-                f"{ref}: {file.name} does not match the hub's checksum after resuming an earlier download; the "
-                "partial file was removed, run the same command again"
+                f"{ref}: the content of {file.name} did not match the hub's checksum and was discarded; run the "
+                "same command again to download it afresh"
             )
         os.replace(partial, blob)
         return out.written
@@ -437,22 +514,18 @@ def origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-def content_matches(path: Path, etag: str) -> bool:
-    """Whether a file assembled over two runs has the content the hub's ETag names (sha256, or git blob id)."""
-    if SHA256.fullmatch(etag):
-        with path.open("rb") as f:
-            return sha_fileobj(f).hex() == etag
-    if GIT_SHA1.fullmatch(etag):
-        return git_hash(path.read_bytes()) == etag
-    return True
-
-
 def first_line(exc: BaseException) -> str:
-    """A short reason for an error message: the HTTP status, or the exception's first line."""
+    """A short reason for an error message: the HTTP status, or the exception's first line, redacted (a
+    library's error text may quote a URL with its credentials)."""
     if isinstance(exc, HfHubHTTPError):
         return f"HTTP {exc.response.status_code}"
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return redact(text.splitlines()[0]) if text else type(exc).__name__
+
+
+def endpoint() -> str:
+    """HF_ENDPOINT as messages show it: redacted, so a ``user:password@`` in it stays private."""
+    return redact(constants.ENDPOINT)
 
 
 def hub_error(ref: ModelRef, exc: Exception) -> ModelError:
@@ -468,7 +541,7 @@ def hub_error(ref: ModelRef, exc: Exception) -> ModelError:
                 f"{ref}: access denied (private or gated repo, or no such repo): set HF_TOKEN to a token with read "
                 "access"
             )
-        return ModelError(f"{ref}: repository not found on the hub ({constants.ENDPOINT}) and not a local directory")
+        return ModelError(f"{ref}: repository not found on the hub ({endpoint()}) and not a local directory")
     if isinstance(exc, RevisionNotFoundError):
         return ModelError(f"{ref}: revision {ref.revision!r} not found in {ref.repo}")
     if isinstance(exc, HfHubHTTPError):

@@ -24,7 +24,9 @@ download. No response carries ``X-Xet-Hash``, ``X-Xet-Refresh-Route`` or a ``xet
 have no ``xetHash``, so huggingface_hub never switches to Xet storage and downloads over plain HTTP
 even with ``hf_xet`` installed. Every request is logged; body bytes sent are counted per file; a GET
 can be cut after N bytes (the connection drops mid-body, as on a flaky network), optionally followed
-by ``503`` answers until ``heal()``, so that a download fails and must be resumed by a later run.
+by ``503`` answers until ``heal()``, so that a download fails and must be resumed by a later run; and
+a file can be served with corrupted bytes (same length, same ETag and sha256) to every GET without a
+``Range`` until ``heal()``, as a bad proxy or disk would, so that a fresh download gets wrong content.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ class HubServer:
         self.requests: list[Request] = []
         self.cuts: dict[str, Cut] = {}
         self.failing: set[str] = set()
+        self.corrupted: set[str] = set()
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -204,10 +207,18 @@ class HubServer:
         with self.lock:
             self.cuts[filename] = Cut(nbytes, fail_after)
 
+    def corrupt(self, filename: str) -> None:
+        """Every GET of ``filename`` without a ``Range`` (a fresh download, not a resumed one) gets its bytes
+        with ``CORRUPT_OFFSETS`` flipped, until ``heal()``; length, ETag and sha256 stay as advertised."""
+        with self.lock:
+            self.corrupted.add(filename)
+
     def heal(self) -> None:
+        """Undo ``cut_after`` and ``corrupt``: every file is served whole and intact again."""
         with self.lock:
             self.cuts.clear()
             self.failing.clear()
+            self.corrupted.clear()
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -236,6 +247,10 @@ class HubServer:
     def is_failing(self, filename: str) -> bool:
         with self.lock:
             return filename in self.failing
+
+    def is_corrupted(self, filename: str) -> bool:
+        with self.lock:
+            return filename in self.corrupted
 
 
 class _HubError(Exception):
@@ -436,8 +451,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         cut = self.hub.take_cut(self.filename)
         limit = end - start + 1 if cut is None else min(cut.after, end - start + 1)
-        with stored.path.open("rb") as f:
-            self.body_bytes = self.connection.sendfile(f, start, limit)  # zero-copy, and without holding the GIL
+        if not partial and self.hub.is_corrupted(self.filename):
+            self.wfile.write(corrupted(stored.path.read_bytes())[:limit])
+            self.body_bytes = limit
+        else:
+            with stored.path.open("rb") as f:
+                self.body_bytes = self.connection.sendfile(f, start, limit)  # zero-copy, without holding the GIL
         if cut is not None:
             self.wfile.flush()
             self.close_connection = True
@@ -467,6 +486,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_headers(headers)
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def corrupted(data: bytes) -> bytes:
+    """``data`` with the bytes at ``CORRUPT_OFFSETS`` (those within it) inverted."""
+    spoiled = bytearray(data)
+    for offset in CORRUPT_OFFSETS:
+        if offset < len(spoiled):
+            spoiled[offset] ^= 0xFF
+    return bytes(spoiled)
+
+
+CORRUPT_OFFSETS = (0, 1000)
+"""Where ``HubServer.corrupt`` flips bytes: within every file the tests serve, and within the first chunk
+huggingface_hub writes, so a corrupted download cut short keeps corrupted bytes."""
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.hubserver import (
     WEIGHTS,
     HubServer,
     StandInRepo,
+    StoredFile,
     serve,
     unreachable_url,
     use_environment,
@@ -149,22 +151,92 @@ def test_connection_dropped_mid_file_resumes_within_the_same_run(
     assert second.range == f"bytes={WEIGHTS_SIZE - second.body_bytes}-"
 
 
-def test_corrupt_partial_file_is_detected_and_removed(server: HubServer, home: Path) -> None:
+def test_resumed_download_whose_kept_part_is_corrupt_is_caught(
+    server: HubServer, revisions: dict[str, Path], home: Path
+) -> None:
+    """The first run keeps corrupted bytes; the second resumes with intact ones and must still refuse the file."""
+    server.corrupt(WEIGHTS)
+    server.cut_after(WEIGHTS, CUT, fail_after=True)
+    with pytest.raises(ModelError, match="interrupted"):
+        hub.download(REPO)
+    (partial,) = (home / "hub").rglob("*.incomplete")
+    kept = partial.stat().st_size
+    assert 0 < kept < WEIGHTS_SIZE
+    server.heal()
+    server.reset_counts()
+    mismatch = f"{REPO}: the content of {WEIGHTS} did not match the hub's checksum .* download it afresh$"
+    with pytest.raises(ModelError, match=mismatch) as err:
+        hub.download(REPO)
+    assert err.value.exit_code == ExitCode.MODEL
+    assert [r.range for r in server.file_requests(WEIGHTS)] == [f"bytes={kept}-"]  # resumed, intact bytes
+    assert_nothing_cached(home, served_file(server, WEIGHTS).etag, WEIGHTS)
+
+    server.reset_counts()
+    assert same_files(hub.download(REPO).path, revisions["new"])
+    assert [r.range for r in server.file_requests(WEIGHTS)] == [None]  # afresh, from the first byte
+
+
+def test_partial_file_damaged_on_disk_is_caught(server: HubServer, revisions: dict[str, Path], home: Path) -> None:
     server.cut_after(WEIGHTS, CUT, fail_after=True)
     with pytest.raises(ModelError):
         hub.download(REPO)
     (partial,) = (home / "hub").rglob("*.incomplete")
     partial.write_bytes(b"\0" * partial.stat().st_size)
     server.heal()
-    with pytest.raises(ModelError, match="does not match the hub's checksum"):
+    with pytest.raises(ModelError, match="did not match the hub's checksum"):
         hub.download(REPO)
     assert not partial.exists()
-    assert same_files(hub.download(REPO).path, server_source(server))
+    assert same_files(hub.download(REPO).path, revisions["new"])
 
 
-def server_source(server: HubServer) -> Path:
+@pytest.mark.parametrize("name", [WEIGHTS, "config.json"])
+def test_fresh_download_with_corrupt_bytes_is_refused(
+    server: HubServer, revisions: dict[str, Path], home: Path, name: str
+) -> None:
+    """LFS files are checked against their sha256, the others against their git blob id."""
+    stored = served_file(server, name)
+    assert (stored.sha256 is not None) == (name == WEIGHTS)
+    server.corrupt(name)
+    with pytest.raises(ModelError, match=f"the content of {name} did not match the hub's checksum"):
+        hub.download(REPO)
+    assert_nothing_cached(home, stored.etag, name)
+    server.heal()
+    assert same_files(hub.download(REPO).path, revisions["new"])
+
+
+def test_checksum_follows_a_restart_from_zero(tmp_path: Path) -> None:
+    """A server that ignores Range resends everything: huggingface_hub truncates what was kept and the
+    checksum must then cover only the bytes written afresh."""
+    content = b"the whole file"
+    partial = tmp_path / "blob.incomplete"
+    partial.write_bytes(b"stale kept bytes")
+    checksum = hub.Checksum(hashlib.sha256(content).hexdigest(), len(content))
+    with hub.CountingFile(partial, hub.NoProgress(), checksum) as out:
+        out.seek(0)
+        out.truncate()
+        out.write(content)
+    assert partial.read_bytes() == content and checksum.matches(partial)
+
+
+def test_git_blob_id_without_a_known_size_is_checked_on_the_finished_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(b"{}")
+    blob_id = hashlib.sha1(b"blob 2\0{}").hexdigest()
+    assert hub.Checksum(blob_id, None).matches(path)
+    assert not hub.Checksum(hashlib.sha1(b"blob 2\0[]").hexdigest(), None).matches(path)
+
+
+def served_file(server: HubServer, name: str) -> StoredFile:
     repo = server.repos[REPO]
-    return repo.commits[repo.refs["main"]][WEIGHTS].path.parent
+    return repo.commits[repo.refs["main"]][name]
+
+
+def assert_nothing_cached(home: Path, etag: str, name: str) -> None:
+    """No blob, no partial file and no snapshot link of the file: nothing a later run could take for it."""
+    folder = home / "hub" / "models--deepseek-ai--DeepSeek-OCR"
+    assert not (folder / "blobs" / etag).exists()
+    assert not list(folder.rglob("*.incomplete"))
+    assert not list(folder.glob(f"snapshots/*/{name}"))
 
 
 @pytest.mark.parametrize("how", ["at", "option", "commit"])

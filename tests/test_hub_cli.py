@@ -12,6 +12,7 @@ import torch
 from dsocr_cli.cli.app import main
 from dsocr_cli.errors import ExitCode
 from dsocr_cli.quant import quantized_entries
+from dsocr_cli.testing.checkpoint import SHARD_NAME
 from dsocr_cli.testing.images import make_page_image
 from tests.hubserver import (
     HubServer,
@@ -142,6 +143,65 @@ def test_hub_errors_are_one_line_with_exit_code_4(
             assert captured.out == ""
             assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
             assert message in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(("name", "command"), [(SHARD_NAME, "convert"), ("tokenizer.json", "download")])
+def test_corrupted_download_is_refused_and_the_next_run_fetches_it_afresh(
+    name: str, command: str, hub: HubServer, page: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The weights are checked against their sha256, tokenizer.json (not in LFS) against its git blob id."""
+    stored = hub.repos[REPO].commits[hub.repos[REPO].refs["main"]][name]
+    run = {"convert": lambda: convert(page), "download": lambda: main(["download"])}[command]
+    hub.corrupt(name)
+    assert run() == ExitCode.MODEL
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert f"{REPO}: the content of {name} did not match the hub's checksum" in captured.err
+    assert "run the same command again to download it afresh" in captured.err
+    folder = home / "hub" / "models--deepseek-ai--DeepSeek-OCR"
+    assert not (folder / "blobs" / stored.etag).exists()
+    assert not list(folder.rglob("*.incomplete"))
+    assert not list(folder.glob(f"snapshots/*/{name}"))
+
+    hub.heal()
+    code = run()
+    captured = capsys.readouterr()
+    if command == "convert":
+        assert_converted(code, captured.out)
+    else:
+        assert code == ExitCode.OK
+    (snapshot,) = (home / SNAPSHOTS).iterdir()
+    assert (snapshot / name).read_bytes() == stored.path.read_bytes()
+
+
+@pytest.mark.parametrize("case", ["unreachable", "missing repo", "interrupted", "cached copy"])
+def test_credentials_in_hf_endpoint_are_never_printed(
+    case: str, hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """HF_ENDPOINT=http://user:secret@host names the hub in messages, without the password."""
+    port = int(unreachable_url().rsplit(":", 1)[1]) if case == "unreachable" else hub.port
+    use_environment(monkeypatch, HF_ENDPOINT=f"http://user:secret@127.0.0.1:{port}", HF_HOME=str(home))
+    model, expected = REPO, ExitCode.MODEL
+    if case == "missing repo":
+        model = "deepseek-ai/Missing"
+    elif case == "interrupted":
+        hub.cut_after(SHARD_NAME, 1000, fail_after=True)
+    elif case == "cached copy":
+        assert main(["download"]) == ExitCode.OK
+        hub.stop()
+        expected = ExitCode.OK
+    capfd.readouterr()
+    assert main(["download", model]) == expected
+    captured = capfd.readouterr()
+    assert "secret" not in captured.out + captured.err
+    line = {
+        "unreachable": "cannot reach the Hugging Face hub at http://***@127.0.0.1:",
+        "missing repo": "repository not found on the hub (http://***@127.0.0.1:",
+        "interrupted": f"download of {SHARD_NAME} interrupted (HTTP 503)",
+        "cached copy": "cannot reach http://***@127.0.0.1:",
+    }[case]
+    assert line in captured.err
 
 
 def test_models_lists_and_rm_removes(

@@ -1,0 +1,29 @@
+"""Every user-facing default, in one place: the CLI, the library and the docs all read them from here.
+
+This module imports nothing, so the CLI can build ``--help`` from it without loading torch or the hub client.
+"""
+
+from __future__ import annotations
+
+DEFAULT_MODEL = "deepseek-ai/DeepSeek-OCR"
+"""The hub repo ``--model`` names when it is not given."""
+DPI = 144
+"""PDF rendering resolution: the official DeepSeek-OCR pipeline renders PDFs at 144 dpi; the model was tuned on such pages."""
+PAGE_SEPARATOR = "<!-- page {number} -->"
+"""Put before each page in Markdown; ``{number}`` is the page number."""
+MAX_NEW_TOKENS = 8192
+"""Generated-token limit per page (the official pipeline's ``max_tokens``)."""
+NGRAM_SIZE = 20
+"""The official loop guard's n-gram size."""
+NGRAM_WINDOW = 50
+"""The official loop guard's window of recent generated tokens."""
+RETRY_NGRAM_SIZE = 10
+RETRY_NGRAM_WINDOW = 120
+"""The loop guard's second try: shorter n-grams over a longer window ban far more repetition."""
+MODE = "gundam"
+PROMPT = "markdown"
+MAX_INPUT_BYTES = 1024**3
+"""Largest stdin or special file (pipe, device) accepted: 1 GiB, spooled to a temporary file (not memory) in
+``$TMPDIR``; regular files have no limit. ``--max-input-size`` / ``DSOCR_MAX_INPUT_SIZE``."""
+STDIN_TIMEOUT_SECONDS = 30.0
+"""How long stdin or a FIFO may stay silent before its first byte (``DSOCR_STDIN_TIMEOUT``)."""
