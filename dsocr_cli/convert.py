@@ -1,46 +1,51 @@
 """Convert documents end to end: inputs -> pages -> backend -> writers, with the run's bookkeeping.
 
 This is the library behind ``dsocr convert``; the CLI only builds a ``ConvertJob`` and calls ``run``.
-Failures of one input never stop the others; the summary maps them to the documented exit code.
+Rules:
+
+- Every output path is planned before any model loads (``outputs.plan_outputs``): distinct inputs never
+  share an output, and no output is, or resolves to, an input.
+- Failures of one input never stop the others, an unwritable output included (exit 2); only stdout
+  failing stops the run (exit 5). The summary maps what happened to the documented exit code.
+- Memory is bounded by a page: each page result goes to the writers as it arrives and is dropped.
+- Each output gets a manifest (``outputs.Manifest``) written "incomplete" before its first file and
+  "complete" after its last, so ``--skip-existing`` skips only what is truly done.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from dsocr_cli import __version__
+from dsocr_cli.defaults import DEFAULT_MODEL, DPI, PAGE_SEPARATOR, RETRY_NGRAM_SIZE, RETRY_NGRAM_WINDOW
 from dsocr_cli.engine.backend import Backend, ConvertOptions, PageRequest
-from dsocr_cli.errors import DsocrError, ExitCode, InputError, OutputError
+from dsocr_cli.errors import DsocrError, ExitCode, InputError, OutputError, UsageError
 from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.pages import Document, PageSelection, open_document
+from dsocr_cli.outputs import (
+    Manifest,
+    OutputPlan,
+    OutputTarget,
+    check_not_inputs,
+    input_identity,
+    plan_outputs,
+    skip_reason,
+)
 from dsocr_cli.progress import Reporter
 from dsocr_cli.results import Page, PageResult
 from dsocr_cli.writers import FORMATS
-from dsocr_cli.writers.atomic import directory_lock, make_dir
-from dsocr_cli.writers.base import StringWriter, Writer
+from dsocr_cli.writers.atomic import atomic_write_text, directory_lock, make_dir, remove_stale_temps
+from dsocr_cli.writers.base import DocumentWriter, StringWriter, TextDocument, Writer
 from dsocr_cli.writers.markdown import MarkdownWriter
 
-RETRY_NGRAM_SIZE = 10
-RETRY_NGRAM_WINDOW = 120
-"""The loop guard's second try: shorter n-grams over a longer window ban far more repetition."""
-
-
-@dataclass
-class OutputTarget:
-    """Where results go: stdout (``directory`` and ``file`` None), one file, or a directory."""
-
-    directory: Path | None = None
-    file: Path | None = None
-
-    @property
-    def to_stdout(self) -> bool:
-        return self.directory is None and self.file is None
+__all__ = ["ConvertJob", "OutputTarget", "RunSummary", "run"]
 
 
 @dataclass
@@ -52,13 +57,37 @@ class ConvertJob:
     output: OutputTarget
     format: str = "markdown"
     tables: str = "markdown"
-    page_separator: str = "<!-- page {number} -->"
-    dpi: int = 144
+    page_separator: str = PAGE_SEPARATOR
+    dpi: int = DPI
     pages: PageSelection | None = None
+    pages_spec: str | None = None
+    """``--pages`` as the user wrote it (recorded in the manifest: a page subset is not the whole document)."""
     password: str | None = None
     skip_existing: bool = False
     layout_pdf: bool = False
     stream: bool = False
+    model: str = DEFAULT_MODEL
+    """The model reference as given (recorded in outputs; the backend adds the resolved revision)."""
+    provenance: bool = True
+    """Record how each output was made inside it (Markdown comment, HTML meta tags, JSON object)."""
+
+    def settings(self) -> dict[str, Any]:
+        """What shapes an output: two runs with equal settings on an unchanged input make the same files."""
+        return {
+            "model": self.model,
+            "mode": self.options.mode,
+            "prompt": self.options.prompt,
+            "max_new_tokens": self.options.max_new_tokens,
+            "ngram_size": self.options.ngram_size,
+            "ngram_window": self.options.ngram_window,
+            "format": self.format,
+            "tables": self.tables,
+            "page_separator": self.page_separator,
+            "pages": self.pages_spec or "all",
+            "dpi": self.dpi,
+            "layout_pdf": self.layout_pdf,
+            "provenance": self.provenance,
+        }
 
 
 @dataclass
@@ -71,23 +100,33 @@ class RunSummary:
     pages: int = 0
     failed_inputs: list[str] = field(default_factory=list)
     looped_pages: list[str] = field(default_factory=list)
+    truncated_pages: list[str] = field(default_factory=list)
+    warned_inputs: list[str] = field(default_factory=list)
+    unwritable_inputs: list[str] = field(default_factory=list)
+    """Inputs that failed because their output could not be written (also in ``failed_inputs``)."""
     seconds: float = 0.0
 
     def exit_code(self) -> ExitCode:
         if self.documents and not (self.converted or self.skipped):
+            if self.unwritable_inputs and len(self.unwritable_inputs) == len(self.failed_inputs):
+                return ExitCode.OUTPUT
             return ExitCode.ALL_FAILED
-        if self.failed_inputs or self.looped_pages:
+        if self.failed_inputs or self.looped_pages or self.truncated_pages or self.warned_inputs:
             return ExitCode.PARTIAL_FAILURE
         return ExitCode.OK
 
     def line(self) -> str:
         parts = [f"{self.converted} of {self.documents} document(s) converted", f"{self.pages} page(s)"]
         if self.skipped:
-            parts.append(f"{self.skipped} skipped (output exists)")
+            parts.append(f"{self.skipped} skipped (already done)")
         if self.failed_inputs:
             parts.append(f"{len(self.failed_inputs)} failed")
+        if self.warned_inputs:
+            parts.append(f"{len(self.warned_inputs)} with warnings")
         if self.looped_pages:
             parts.append(f"{len(self.looped_pages)} page(s) looped")
+        if self.truncated_pages:
+            parts.append(f"{len(self.truncated_pages)} page(s) truncated")
         parts.append(f"{self.seconds:.1f} s")
         return "dsocr: " + ", ".join(parts)
 
@@ -100,16 +139,8 @@ def make_writer(job: ConvertJob, name: str) -> Writer:
     return FORMATS[name]()
 
 
-def output_path(job: ConvertJob, source: InputSource, writer: Writer) -> Path | None:
-    if job.output.file is not None:
-        return job.output.file
-    if job.output.directory is not None:
-        return job.output.directory / f"{source.stem}{writer.suffix}"
-    return None
-
-
 def retry_options(options: ConvertOptions) -> ConvertOptions | None:
-    """The loop guard's second try for a page that hits the token limit; None when the guard is off."""
+    """The loop guard's second try for a page whose output loops; None when the guard is off."""
     if options.ngram_size == 0:
         return None
     return replace(
@@ -121,20 +152,31 @@ def retry_options(options: ConvertOptions) -> ConvertOptions | None:
 
 @dataclass
 class DocumentRun:
-    """One input on its way through the run: opened lazily, its page results collected until complete.
+    """One input on its way through the run: opened lazily, its pages handed to the writers as they come.
 
-    ``open``, ``failed_open`` and ``next_page`` run on the backend's loader thread (except for the first
-    document, opened here so that no model is loaded when no input is readable); the rest on this one.
+    ``open``, ``failed_open`` and ``next_page`` run on the backend's loader thread (except while counting
+    pages up front, and for the first document, opened here so that no model is loaded when no input is
+    readable); the rest on this one.
     """
 
     source: InputSource
-    target: Path | None
+    plan: OutputPlan | None
+    identity: dict[str, Any] = field(default_factory=dict)
     document: Document | None = None
     pages: Iterator[Page] | None = None
-    page_count: int = 0
+    page_numbers: list[int] | None = None
     error: InputError | None = None
-    results: list[PageResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    writers: list[DocumentWriter] | None = None
+    page_records: list[dict[str, Any]] = field(default_factory=list)
     failed: bool = False
+    announced: bool = False
+    warned: int = 0
+    """How many of ``warnings`` were printed."""
+
+    @property
+    def page_count(self) -> int:
+        return len(self.page_numbers or ())
 
     def open(self, job: ConvertJob) -> bool:
         try:
@@ -142,7 +184,8 @@ class DocumentRun:
         except InputError as exc:
             self.error = exc
             return False
-        self.page_count = len(self.document.page_numbers)
+        self.page_numbers = list(self.document.page_numbers)
+        self.collect_warnings()
         self.pages = self.document.pages()
         return True
 
@@ -159,19 +202,34 @@ class DocumentRun:
         except BaseException:
             self.close()
             raise
-        if self.document is not None and page.number == self.document.page_numbers[-1]:
+        if self.page_numbers and page.number == self.page_numbers[-1]:
+            self.collect_warnings()
             self.close()
         return page
+
+    def collect_warnings(self) -> None:
+        """Warnings the document raised so far (MuPDF may repair a PDF only while rendering a later page)."""
+        if self.document is not None:
+            for warning in getattr(self.document, "warnings", ()):
+                if warning not in self.warnings:
+                    self.warnings.append(warning)
 
     def close(self) -> None:
         if self.document is not None:
             self.document.close()
         self.document = self.pages = None
 
+    def discard(self) -> None:
+        """Remove what this document's writers already wrote (figures, a partial layout PDF)."""
+        for writer in self.writers or ():
+            writer.discard()
+        self.writers = None
+
 
 def close_all(documents: Iterable[DocumentRun]) -> None:
     for doc in documents:
         doc.close()
+        doc.discard()
 
 
 def page_requests(
@@ -183,10 +241,12 @@ def page_requests(
     """
     retry = None if on_text is not None else retry_options(job.options)
     for doc in documents:
+        if doc.failed:
+            continue
         if doc.document is None and not doc.open(job):
             yield PageRequest(doc.source.name, 0, load=doc.failed_open, options=job.options, tag=doc)
             continue
-        for number in list(doc.document.page_numbers):
+        for number in list(doc.page_numbers or ()):
             yield PageRequest(
                 doc.source.name, number, load=doc.next_page, options=job.options, retry=retry, on_text=on_text, tag=doc
             )
@@ -199,34 +259,61 @@ def run(
 
     Pages of all documents stream through ``backend.convert_many``; each document is written as soon
     as its last page is back. ``stdout`` defaults to ``sys.stdout`` as it is at call time, so
-    redirections made by the caller apply.
+    redirections made by the caller apply. Raises UsageError (before any model loads) when an output
+    would overwrite an input.
     """
     stdout = stdout or sys.stdout
     summary = RunSummary(documents=len(job.sources))
     started = time.perf_counter()
     writer = make_writer(job, job.format)
+    if job.output.to_stdout and job.layout_pdf:
+        raise UsageError("--layout-pdf writes a file beside each output; give -o DIR or -o FILE")
+    plans = plan_outputs(job.sources, job.output, writer.suffix)
+    check_not_inputs(plans, job.sources, job.layout_pdf, job.output)
+    settings = job.settings()
     with ExitStack() as stack:
         if job.output.directory is not None:
             make_dir(job.output.directory)
             stack.enter_context(directory_lock(job.output.directory))
-        reporter.start(len(job.sources))
+        for folder in {plan.main.parent for plan in plans if plan is not None}:
+            remove_stale_temps(folder)
         documents: list[DocumentRun] = []
-        for source in job.sources:
-            target = output_path(job, source, writer)
-            if job.skip_existing and target is not None and target.exists():
-                skip(source, summary, reporter)
-            else:
-                documents.append(DocumentRun(source, target))
+        for source, plan in zip(job.sources, plans):
+            if plan is not None and job.skip_existing and source.error is None:
+                done, reason = skip_reason(plan, source, settings)
+                if done:
+                    skip(source, reason, summary, reporter)
+                    continue
+                if plan.main.exists() or plan.manifest.exists():
+                    reporter.info(f"{source.name}: redoing {plan.main}: {reason}")
+            documents.append(DocumentRun(source, plan))
         stack.callback(close_all, documents)
+        reporter.start(len(documents))
+        if reporter.wants_page_totals:
+            count_pages(job, documents, summary, reporter)
         remaining = iter(documents)
         for doc in remaining:
-            if doc.open(job):
+            if doc.failed:
+                continue
+            if doc.document is not None or doc.open(job):
                 backend = backend_factory()
                 convert_all(job, backend, chain([doc], remaining), writer, reporter, summary, stdout)
                 break
             fail(doc, doc.error, summary, reporter)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def count_pages(job: ConvertJob, documents: list[DocumentRun], summary: RunSummary, reporter: Reporter) -> None:
+    """Open every document once to learn its page count (for the progress display), reporting bad inputs now."""
+    total = 0
+    for doc in documents:
+        if not doc.open(job):
+            fail(doc, doc.error, summary, reporter)
+            continue
+        total += doc.page_count
+        doc.close()
+    reporter.set_page_total(total)
 
 
 def convert_all(
@@ -240,83 +327,197 @@ def convert_all(
 ) -> None:
     """Feed the pages of ``documents`` to the backend and write each document once all its pages are back."""
     streaming = job.stream and job.output.to_stdout
+    provenance = run_provenance(job, backend) if job.provenance else None
 
     def on_text(text: str) -> None:
-        stdout.write(text)
-        stdout.flush()
+        write_stdout(stdout, text)
 
     with closing(backend.convert_many(page_requests(job, documents, on_text if streaming else None))) as outcomes:
         for outcome in outcomes:
             doc: DocumentRun = outcome.request.tag
             if doc.failed:
                 continue
+            announce(doc, summary, reporter)
             if outcome.error is not None:
                 fail(doc, outcome.error, summary, reporter)
                 continue
             result = outcome.result
             assert result is not None
-            if not doc.results:
-                reporter.document_started(doc.source.name, doc.page_count)
             if streaming:
-                stdout.write("\n")
+                write_stdout(stdout, "\n")
             record(job, result, summary, reporter)
-            doc.results.append(result)
-            if len(doc.results) < doc.page_count:
+            try:
+                if doc.writers is None:
+                    doc.writers = start_document(job, writer, doc, provenance)
+                for document_writer in doc.writers:
+                    document_writer.add(result)
+            except (OutputError, InputError) as exc:
+                fail(doc, exc, summary, reporter)
                 continue
-            if job.skip_existing and doc.target is not None and doc.target.exists():
-                skip(doc.source, summary, reporter)  # an earlier input of this run wrote the same file
+            doc.page_records.append(
+                {"number": result.page.number, "finished": result.finished, "looped": result.looped}
+            )
+            del result, outcome  # the page image goes now: memory is bounded by a page, not a document
+            if len(doc.page_records) < doc.page_count:
                 continue
-            write_document(job, writer, doc.source, doc.results, doc.target, stdout)
+            report_warnings(doc, summary, reporter)
+            try:
+                finish_document(job, doc, stdout, provenance)
+            except OutputError as exc:
+                if doc.plan is None:
+                    raise  # stdout itself failed: nothing else can be delivered
+                fail(doc, exc, summary, reporter)
+                continue
             summary.converted += 1
-            reporter.document_done(doc.source.name, skipped=False)
-            doc.results = []
+            reporter.document_done(doc.source.name)
+
+
+def run_provenance(job: ConvertJob, backend: Backend) -> dict[str, Any]:
+    """What made this run's outputs: dsocr and the settings, plus what the backend knows (revision, device ...)."""
+    facts: dict[str, Any] = {"dsocr": __version__, "model": job.model}
+    facts.update(getattr(backend, "provenance", None) or {})
+    facts.update({"mode": job.options.mode, "dpi": job.dpi})
+    return facts
+
+
+def start_document(
+    job: ConvertJob, writer: Writer, doc: DocumentRun, provenance: dict[str, Any] | None
+) -> list[DocumentWriter]:
+    """The document's writers; on files, first a manifest saying "incomplete", so a crash is never taken for done."""
+    plan = doc.plan
+    if plan is None:
+        return [writer.open(doc.source.name, None, provenance)]
+    doc.identity = safe_identity(doc.source)
+    write_manifest(job, doc, provenance, files=[], complete=False)
+    writers = [writer.open(doc.source.name, plan.main, provenance)]
+    if job.layout_pdf:
+        writers.append(FORMATS["layout_pdf"]().open(doc.source.name, plan.layout, provenance))
+    return writers
+
+
+def finish_document(job: ConvertJob, doc: DocumentRun, stdout: TextIO, provenance: dict[str, Any] | None) -> None:
+    """Write the document: to stdout, or its files (layout PDF, then the main file), then the final manifest."""
+    writers, doc.writers = doc.writers or [], None
+    if doc.plan is None:
+        (main,) = writers
+        if job.stream:
+            main.discard()
+            return
+        if not isinstance(main, TextDocument):
+            main.discard()
+            raise OutputError(f"--format {job.format} writes files; give -o DIR")
+        try:
+            for chunk in main.chunks():
+                write_stdout(stdout, chunk)
+        finally:
+            main.discard()
+        flush_stdout(stdout)
+        return
+    written: list[Path] = []
+    try:
+        for document_writer in reversed(writers):  # the main file last: it is what a reader opens
+            written += document_writer.finish()
+    except BaseException:
+        for document_writer in writers:
+            document_writer.discard()
+        raise
+    folder = doc.plan.manifest.parent
+    files = sorted({str(path.relative_to(folder)) for path in written})
+    complete = all(page["finished"] for page in doc.page_records)
+    write_manifest(job, doc, provenance, files=files, complete=complete)
+
+
+def write_manifest(
+    job: ConvertJob, doc: DocumentRun, provenance: dict[str, Any] | None, files: list[str], complete: bool
+) -> None:
+    assert doc.plan is not None
+    manifest = Manifest(
+        settings=job.settings(),
+        input=doc.identity,
+        provenance=provenance or {},
+        pages=doc.page_records,
+        files=files,
+        complete=complete,
+    )
+    atomic_write_text(doc.plan.manifest, manifest.to_json())
+
+
+def safe_identity(source: InputSource) -> dict[str, Any]:
+    try:
+        return input_identity(source)
+    except OSError as exc:
+        raise source.fail(f"cannot read: {exc.strerror or exc}") from exc
+
+
+def write_stdout(stdout: TextIO, text: str) -> None:
+    """Write results to stdout; a failing stdout (full disk, closed) is an OutputError (exit 5)."""
+    try:
+        stdout.write(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+
+
+def flush_stdout(stdout: TextIO) -> None:
+    try:
+        stdout.flush()
+    except OSError as exc:
+        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+
+
+def announce(doc: DocumentRun, summary: RunSummary, reporter: Reporter) -> None:
+    """Once per document, when its first outcome arrives: its page count; then any warnings not yet printed."""
+    if not doc.announced:
+        doc.announced = True
+        reporter.document_started(doc.source.name, doc.page_count)
+    report_warnings(doc, summary, reporter)
+
+
+def report_warnings(doc: DocumentRun, summary: RunSummary, reporter: Reporter) -> None:
+    """Print the document's new warnings (a repaired PDF); a document with any makes the run exit 2."""
+    for warning in doc.warnings[doc.warned :]:
+        reporter.warn(warning)
+    doc.warned = len(doc.warnings)
+    if doc.warned and doc.source.name not in summary.warned_inputs:
+        summary.warned_inputs.append(doc.source.name)
 
 
 def record(job: ConvertJob, result: PageResult, summary: RunSummary, reporter: Reporter) -> None:
-    """Count a page and warn about loops: retried with a stronger guard, or still unfinished after that."""
+    """Count a page and say how it ended: finished, truncated at the token limit, or looped (after one retry)."""
     page = result.page
+    label = f"{page.source}: page {page.number}"
     if result.retried:
-        reporter.warn(f"{page.source}: page {page.number} did not finish (model loop?); retried with a stronger guard")
-    if not result.finished:
+        reporter.info(f"{label} looped; retried with a stronger guard (--no-repeat-ngram {job.options.ngram_size})")
+    if result.looped:
         summary.looped_pages.append(f"{page.source}#{page.number}")
         reporter.warn(
-            f"{page.source}: page {page.number} hit the {job.options.max_new_tokens}-token limit without "
-            "finishing; its partial text is kept and marked"
+            f"{label} looped (repeating text) up to the {job.options.max_new_tokens}-token limit; "
+            "its partial text is kept and marked"
+        )
+    elif not result.finished:
+        summary.truncated_pages.append(f"{page.source}#{page.number}")
+        reporter.warn(
+            f"{label} truncated at {job.options.max_new_tokens} tokens (--max-tokens); its partial text is kept and marked"
         )
     summary.pages += 1
     reporter.page_done(result)
 
 
-def skip(source: InputSource, summary: RunSummary, reporter: Reporter) -> None:
+def skip(source: InputSource, reason: str, summary: RunSummary, reporter: Reporter) -> None:
     summary.skipped += 1
-    reporter.document_done(source.name, skipped=True)
+    reporter.info(f"{source.name}: skipped: {reason}")
 
 
 def fail(doc: DocumentRun, error: BaseException | None, summary: RunSummary, reporter: Reporter) -> None:
-    """Record a failed input: the error line names it; its other pages are ignored."""
+    """Record a failed input: the error line names it; its other pages are ignored, what it wrote is removed."""
     doc.failed = True
+    doc.discard()
+    doc.close()
+    if doc.plan is not None and doc.identity and not doc.plan.main.exists():
+        with suppress(OSError):
+            doc.plan.manifest.unlink()  # an "incomplete" note for an output that never appeared
+    if isinstance(error, OutputError):
+        summary.unwritable_inputs.append(doc.source.name)
     summary.failed_inputs.append(doc.source.name)
     message = str(error) if isinstance(error, DsocrError) else f"{doc.source.name}: {type(error).__name__}: {error}"
     reporter.error(message)
-    reporter.document_done(doc.source.name, skipped=False)
-
-
-def write_document(
-    job: ConvertJob,
-    writer: Writer,
-    source: InputSource,
-    results: Sequence[PageResult],
-    target: Path | None,
-    stdout: TextIO,
-) -> None:
-    if target is None:
-        if not job.stream:
-            if not isinstance(writer, StringWriter):
-                raise OutputError(f"--format {job.format} writes files; give -o DIR")
-            stdout.write(writer.render(source.name, results))
-            stdout.flush()
-        return
-    writer.write(source.name, results, target)
-    if job.layout_pdf:
-        layout = FORMATS["layout_pdf"]()
-        layout.write(source.name, results, target.parent / f"{source.stem}{layout.suffix}")
+    reporter.document_done(doc.source.name)

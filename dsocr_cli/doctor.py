@@ -19,8 +19,8 @@ from huggingface_hub import constants
 
 from dsocr_cli import __version__
 from dsocr_cli.errors import DsocrError
+from dsocr_cli.defaults import DEFAULT_MODEL
 from dsocr_cli.hub import (
-    DEFAULT_MODEL,
     CachedModel,
     cached_models,
     free_space,
@@ -174,8 +174,12 @@ def examine_devices(report: Report) -> None:
     report.nf4_weights_bytes = math.ceil(bf16_bytes * NF4_WEIGHT_FRACTION)
     cached = next((m.revisions[0].path for m in report.models if m.repo == DEFAULT_MODEL and m.revisions), None)
     try:
-        if cached is not None:
-            report.quant = quant.resolve_quant("auto", device, cached)
+        # What resolve_quant decides for the cached default model, from dsocr's layout table instead of the
+        # checkpoint's headers (the same figures for the official checkpoint): reading those would load the
+        # model stack, which takes longer than everything else the doctor does.
+        held = quant.quantized_kind(cached) if cached is not None else None
+        if held is not None:
+            report.quant = held
         else:
             free = report.gpus[device.index or 0].free_bytes if device.type == "cuda" else None
             report.quant = quant.choose_quant("auto", device, bf16_bytes + overhead, free)

@@ -16,7 +16,9 @@ class ExitCode(IntEnum):
     ALL_FAILED = 3
     MODEL = 4
     OUTPUT = 5
+    HANGUP = 129
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -26,7 +28,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.ALL_FAILED: "no input could be processed",
     ExitCode.MODEL: "model/weights problem",
     ExitCode.OUTPUT: "output not writable",
+    ExitCode.HANGUP: "hung up (SIGHUP)",
     ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.TERMINATED: "terminated (SIGTERM)",
 }
 """One wording for every place that documents the codes: ``dsocr convert --help`` and the man page."""
 
@@ -66,3 +70,22 @@ class OutputError(DsocrError):
     """An output cannot be written."""
 
     exit_code = ExitCode.OUTPUT
+
+
+class Stopped(BaseException):
+    """A signal (SIGTERM, SIGHUP) stopped the run; raised in the main thread by the CLI's signal handler.
+
+    It unwinds like Ctrl-C's KeyboardInterrupt, so finished outputs stay and temporary files are removed on
+    the way out, and derives from BaseException so that no ``except Exception`` stops it. ``message`` is the
+    line printed on stderr, ``exit_code`` the documented code (128 + the signal number).
+    """
+
+    def __init__(self, exit_code: ExitCode, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+
+
+def stdout_error(exc: OSError) -> OutputError:
+    """The error for a stdout that cannot take the output (a full disk, ``> /dev/full``, a closed descriptor)."""
+    return OutputError(f"cannot write to stdout: {exc.strerror or exc}")

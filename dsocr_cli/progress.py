@@ -9,6 +9,7 @@ stays silent. Colour follows rich, which honours NO_COLOR.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,22 +27,48 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from dsocr_cli.messages import clean
 from dsocr_cli.results import PageResult
 
 
-class Reporter:
-    """Progress and messages for one run; every method is safe to call whatever the display state."""
+PROGRESS_MODES = ("auto", "bar", "plain", "none")
+"""``--progress``: auto = a bar when stderr is a terminal; bar; plain = one line per page (logs); none."""
 
-    def __init__(self, console: Console | None = None, quiet: bool = False, verbose: bool = False) -> None:
+
+class Reporter:
+    """Progress and messages for one run; every method is safe to call whatever the display state.
+
+    Every message goes through ``messages.clean`` (one line, secrets redacted).
+    """
+
+    def __init__(
+        self, console: Console | None = None, quiet: bool = False, verbose: bool = False, progress: str = "auto"
+    ) -> None:
         self.console = console or Console(stderr=True)
         self.quiet = quiet
         self.verbose = verbose
-        self.interactive = self.console.is_terminal and not quiet
+        if progress not in PROGRESS_MODES:
+            raise ValueError(f"progress mode {progress!r}")
+        if quiet or progress == "none":
+            progress = "none"
+        elif progress == "auto":
+            progress = "bar" if self.console.is_terminal else "none"
+        self.mode = progress
+        self.interactive = self.mode == "bar"
         self.progress: Progress | None = None
         self.documents: TaskID | None = None
         self.pages: TaskID | None = None
+        self.page_total: int | None = None
+        self.pages_done = 0
+        self.started = time.perf_counter()
+
+    @property
+    def wants_page_totals(self) -> bool:
+        """Whether the display shows page totals, so the run should count pages before the first one."""
+        return self.mode in ("bar", "plain")
 
     def start(self, documents: int) -> None:
+        self.started = time.perf_counter()
         if not self.interactive:
             return
         self.progress = Progress(
@@ -55,29 +82,55 @@ class Reporter:
         )
         self.progress.start()
         self.documents = self.progress.add_task("documents", total=documents, rate="")
-        self.pages = self.progress.add_task("pages", total=0, rate="")
+        self.pages = self.progress.add_task("pages", total=None, rate="")
+
+    def set_page_total(self, total: int) -> None:
+        """All pages of the run, known before the first is converted."""
+        self.page_total = total
+        if self.progress is not None and self.pages is not None:
+            self.progress.update(self.pages, total=total)
 
     def document_started(self, name: str, pages: int) -> None:
         self.info(f"{name}: {pages} page(s)")
         if self.progress is not None and self.pages is not None:
-            task = self.progress.tasks[self.pages]
-            self.progress.update(self.pages, total=(task.total or 0) + pages, description=f"pages ({name})")
+            self.progress.update(self.pages, description=f"pages ({escape(clean(name))})")
 
     def page_done(self, result: PageResult) -> None:
+        self.pages_done += 1
         self.info(
             f"{result.page.source}: page {result.page.number}: {result.generated_tokens} tokens in "
             f"{result.seconds:.1f} s ({result.vision_tokens} vision tokens, {result.mode})"
         )
+        if self.mode == "plain":
+            total = f"/{self.page_total}" if self.page_total is not None else ""
+            state = "finished" if result.finished else ("looped" if result.looped else "truncated")
+            self._print(
+                f"dsocr: [{self.pages_done}{total}] {result.page.source}: page {result.page.number} {state}, "
+                f"{result.generated_tokens} tokens, {result.seconds:.1f} s, "
+                f"{time.perf_counter() - self.started:.0f} s elapsed"
+            )
         if self.progress is not None and self.pages is not None:
             self.progress.advance(self.pages)
             speed = self.progress.tasks[self.pages].speed
             self.progress.update(self.pages, rate=f"{speed:.2f} pages/s" if speed else "")
 
-    def document_done(self, name: str, skipped: bool) -> None:
-        if skipped:
-            self.info(f"{name}: output exists, skipped (--force to redo)")
+    def document_done(self, name: str) -> None:
         if self.progress is not None and self.documents is not None:
             self.progress.advance(self.documents)
+
+    @contextmanager
+    def loading(self, message: str) -> Iterator[None]:
+        """Show ``message`` (e.g. "loading model ...") while the body runs: a spinner on a terminal, else a
+        line with ``-v`` or ``--progress plain``."""
+        if not self.interactive:
+            if self.mode == "plain":
+                self._print(f"dsocr: {message}")
+            else:
+                self.info(message)
+            yield
+            return
+        with self.paused(), self.console.status(escape(clean(message))):
+            yield
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -91,23 +144,26 @@ class Reporter:
         finally:
             self.progress.start()
 
+    def _print(self, message: str) -> None:
+        self.console.print(escape(clean(message)), highlight=False, soft_wrap=True)
+
     def info(self, message: str) -> None:
         if self.verbose and not self.quiet:
-            self.console.print(escape(message), highlight=False, soft_wrap=True)
+            self._print(message)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            self.console.print(f"[yellow]warning:[/] {escape(clean(message))}", highlight=False, soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        self.console.print(f"[red]error:[/] {escape(clean(message))}", highlight=False, soft_wrap=True)
 
     def finish(self, summary_line: str, failed: bool) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-        if not self.quiet and (self.console.is_terminal or self.verbose or failed):
-            self.console.print(escape(summary_line), highlight=False, soft_wrap=True)
+        if not self.quiet and (self.console.is_terminal or self.verbose or failed or self.mode == "plain"):
+            self._print(summary_line)
 
 
 class DownloadBar:

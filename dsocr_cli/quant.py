@@ -39,44 +39,117 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import bitsandbytes as bnb
-import huggingface_hub.constants
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-from torch import nn
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
-    UnlimitedOcrTextExperts,
-)
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from dsocr_cli import __version__
 from dsocr_cli.errors import ModelError, UsageError
-from dsocr_cli.models.v1.loader import load_v1, read_json, weight_files
-from dsocr_cli.models.v1.quantize import (
-    FORMAT_VERSION,
-    KEEP_FULL_PRECISION,
-    MANIFEST_NAME,
-    WEIGHTS_NAME,
-    copy_model_files,
-    quantized_state,
-    read_manifest,
-    write_dequantized,
-)
-from dsocr_cli.models.v1.quantized_experts import EXPERT_KINDS, QuantizedExperts
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# This module is imported on every conversion, so it imports neither torch, transformers nor bitsandbytes at
+# the top: bitsandbytes alone takes seconds and, on CPUs with AVX512-BF16, logs a notice when imported. The
+# names below are the ones dsocr_cli.models.v1.quantize and .quantized_experts define (a test keeps them
+# equal); they are repeated here so that telling a quantized directory from a plain one costs no import.
+MANIFEST_NAME = "dsocr-quantized.json"
+"""Marks a directory as dsocr-quantized weights (``dsocr_cli.models.v1.quantize.MANIFEST_NAME``)."""
+WEIGHTS_NAME = "model-quantized.safetensors"
+EXPERT_KINDS = ("nf4", "int8")
 QUANT_CHOICES = ("auto", "none", *EXPERT_KINDS)
 CPU_AUTO_QUANT = "none"
 """Fastest on CPU by measurement (module docstring); also what MPS gets, bitsandbytes' MPS support being partial."""
 KV_CONTEXT_TOKENS = 8192
 """v1's context length: the KV cache a single page can grow to."""
 ACTIVATION_HEADROOM = 2 * 2**30
+BITSANDBYTES_LOGGER = "bitsandbytes"
+"""The root of bitsandbytes' loggers: every notice it prints while being imported is a record below it."""
+BUILDING_PREFIX = ".building-"
+"""Scratch folders of builds in progress: ``.building-<entry>@<host>-<pid>`` next to the cache entries."""
+_BUILDING = re.compile(r"^\.building-(?P<entry>.+?)(?:@(?P<host>[^@/]+))?-(?P<pid>\d+)$")
+PROCESS_STARTED = time.time()
+"""When this process imported dsocr's quantization support: scratch folders touched later are never stale."""
+
+
+class _Notices(logging.Handler):
+    """Takes bitsandbytes' log records off stderr and hands their first line to ``notify``, if any."""
+
+    def __init__(self, notify: Callable[[str], None] | None) -> None:
+        super().__init__(logging.DEBUG)
+        self.notify = notify
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.notify is not None:
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record from a library must not break the import
+                message = str(record.msg)
+            self.notify(f"bitsandbytes: {message.strip().splitlines()[0] if message.strip() else record.levelname}")
+
+
+@contextmanager
+def bitsandbytes_notices(notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """While the body runs, nothing bitsandbytes logs reaches stderr; each record's first line goes to ``notify``.
+
+    bitsandbytes reports through ``logging`` (``bitsandbytes.*`` loggers, no handler of its own), so
+    Python's last-resort handler prints its warnings on stderr. Importing it logs, for instance, "Failed to
+    load CPU gemm_4bit_forward from kernels-community ..." on CPUs with AVX512-BF16 (its optional fused
+    kernel package is not installed; it falls back to its own kernels) and a notice when it loads the
+    library of a neighbouring CUDA version. Neither changes what dsocr computes, and a successful run
+    with stderr redirected must print nothing, so the records are taken off stderr: a handler on the
+    ``bitsandbytes`` logger that does not propagate to the root. bitsandbytes 0.50 writes nothing else at
+    import (no print, no ``warnings``, no output from its native library), so nothing at the
+    file-descriptor level needs silencing. A native library that fails to load is not lost: bitsandbytes
+    raises its message when a quantized operation runs.
+    """
+    logger = logging.getLogger(BITSANDBYTES_LOGGER)
+    handler = _Notices(notify)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def quantization(notify: Callable[[str], None] | None = None) -> ModuleType:
+    """``dsocr_cli.models.v1.quantize`` (and with it bitsandbytes), imported with bitsandbytes' notices
+    kept off stderr (``bitsandbytes_notices``). Every use of bitsandbytes in dsocr goes through here, so
+    only runs that quantize or load quantized weights ever import it."""
+    with bitsandbytes_notices(notify):
+        from dsocr_cli.models.v1 import quantize
+    return quantize
+
+
+def bitsandbytes_module(notify: Callable[[str], None] | None = None) -> ModuleType:
+    """The bitsandbytes module, imported through ``quantization``."""
+    quantization(notify)
+    import bitsandbytes as bnb
+
+    return bnb
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    """``directory/config.json``, read without importing the model stack; its errors are the loader's."""
+    try:
+        return json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        from dsocr_cli.models.v1.loader import read_json  # raises the one-line ModelError worded there
+
+        return read_json(directory / "config.json")
 
 
 def quantized_cache_root() -> Path:
@@ -85,16 +158,19 @@ def quantized_cache_root() -> Path:
     Next to the downloaded models, so moving HF_HOME (e.g. off a small home directory) moves both.
     """
     base = os.environ.get("DSOCR_CACHE")
-    root = Path(base).expanduser() if base else Path(huggingface_hub.constants.HF_HOME) / "dsocr"
-    return root / "quantized"
+    if base:
+        return Path(base).expanduser() / "quantized"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "dsocr" / "quantized"
 
 
 def quantized_kind(directory: Path) -> str | None:
     """``nf4``/``int8`` when ``directory`` already holds quantized weights: a dsocr cache entry or a
     bitsandbytes checkpoint from the hub (``quantization_config`` in config.json); None otherwise."""
     if (directory / MANIFEST_NAME).is_file():
-        return read_manifest(directory)["quant"]
-    config = read_json(directory / "config.json").get("quantization_config")
+        return quantization().read_manifest(directory)["quant"]
+    config = _read_config(directory).get("quantization_config")
     if not config:
         return None
     if config.get("quant_method") != "bitsandbytes":
@@ -106,6 +182,10 @@ def quantized_kind(directory: Path) -> str | None:
 
 def bf16_weight_bytes(directory: Path) -> int:
     """Bytes the checkpoint's weights take in bf16, from the safetensors headers (nothing is read)."""
+    from safetensors import safe_open
+
+    from dsocr_cli.models.v1.loader import weight_files
+
     total = 0
     for file in weight_files(directory):
         with safe_open(str(file), framework="pt") as handle:
@@ -125,7 +205,7 @@ def kv_cache_bytes(official: dict) -> int:
 
 def bf16_requirement(directory: Path) -> int:
     """Free GPU bytes ``auto`` wants before choosing unquantized weights (module docstring)."""
-    return bf16_weight_bytes(directory) + kv_cache_bytes(read_json(directory / "config.json")) + ACTIVATION_HEADROOM
+    return bf16_weight_bytes(directory) + kv_cache_bytes(_read_config(directory)) + ACTIVATION_HEADROOM
 
 
 def choose_quant(requested: str, device: torch.device, required_bytes: int, free_bytes: int | None) -> str:
@@ -148,6 +228,8 @@ def resolve_quant(requested: str, device: torch.device, directory: Path) -> str:
         return own if requested == "auto" else choose_quant(requested, device, 0, None)
     if requested != "auto" or device.type != "cuda":
         return choose_quant(requested, device, 0, None)
+    import torch
+
     free, _ = torch.cuda.mem_get_info(device)
     return choose_quant(requested, device, bf16_requirement(directory), free)
 
@@ -159,6 +241,8 @@ def source_identity(directory: Path) -> dict[str, str]:
     if directory.parent.name == "snapshots" and repo_dir.name.startswith("models--"):
         repo = repo_dir.name.removeprefix("models--").replace("--", "/")
         return {"repo": repo, "revision": directory.name}
+    from dsocr_cli.models.v1.loader import weight_files
+
     files = [directory / "config.json", directory / "tokenizer.json", *weight_files(directory)]
     stamps = [f"{file.name}:{file.stat().st_size}:{file.stat().st_mtime_ns}" for file in files]
     return {"path": str(directory), "files": hashlib.sha256("\n".join(stamps).encode()).hexdigest()}
@@ -168,7 +252,8 @@ def cache_entry(directory: Path, quant: str) -> Path:
     """Where the ``quant`` variant of ``directory`` lives in the cache (whether or not it exists yet)."""
     identity = source_identity(Path(directory))
     key = json.dumps(
-        {"source": identity, "quant": quant, "dsocr": __version__, "format": FORMAT_VERSION}, sort_keys=True
+        {"source": identity, "quant": quant, "dsocr": __version__, "format": quantization().FORMAT_VERSION},
+        sort_keys=True,
     )
     label = identity["repo"].replace("/", "--") if "repo" in identity else Path(identity["path"]).name
     return quantized_cache_root() / f"{label}--{hashlib.sha256(key.encode()).hexdigest()[:16]}--{quant}"
@@ -180,41 +265,98 @@ def find_quantized(directory: Path, quant: str) -> Path | None:
     return entry if (entry / MANIFEST_NAME).is_file() and (entry / WEIGHTS_NAME).is_file() else None
 
 
+def scratch_name(entry: Path) -> str:
+    """The scratch folder this process builds ``entry`` in: it names the host and process that own it."""
+    return f"{BUILDING_PREFIX}{entry.name}@{socket.gethostname()}-{os.getpid()}"
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user counts: it exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:  # not a process id at all
+        return False
+    return True
+
+
+def remove_stale_builds(root: Path) -> list[Path]:
+    """Delete the scratch folders under ``root`` that builds killed before their cleanup left (SIGKILL, power loss).
+
+    A folder is stale when its owner process is gone and it was last modified before this process
+    started. Only folders of this host are judged (a cache on a shared disk may hold another machine's
+    build in progress, whose process id means nothing here); folders named without a host, as dsocr 0.1
+    named them, count as this host's. Returns what was removed.
+    """
+    try:
+        candidates = [path for path in root.iterdir() if path.name.startswith(BUILDING_PREFIX)]
+    except OSError:
+        return []
+    host = socket.gethostname()
+    removed = []
+    for path in candidates:
+        match = _BUILDING.match(path.name)
+        if match is None or (match["host"] is not None and match["host"] != host):
+            continue
+        pid = int(match["pid"])
+        try:
+            touched = path.stat().st_mtime
+        except OSError:
+            continue
+        if pid == os.getpid() or process_exists(pid) or touched >= PROCESS_STARTED:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
+
+
 def prepare_quantized(
     directory: Path, quant: str, device: torch.device | None = None, notify: Callable[[str], None] | None = None
 ) -> Path:
     """The cached ``quant`` variant of checkpoint ``directory``, building it on the first call.
 
     Building loads the checkpoint in bf16 on the CPU and quantizes on ``device`` (default: the first CUDA
-    GPU if any, else the CPU); ``notify`` hears about it first, since it takes minutes for the full model.
-    A pre-quantized hub checkpoint is first unpacked to bf16 in a scratch directory next to the cache. The
-    entry appears atomically (renamed into place when complete).
+    GPU if any, else the CPU); ``notify`` hears about it first, since it takes minutes for the full model,
+    and hears bitsandbytes' import notices (``bitsandbytes_notices``). A pre-quantized hub checkpoint is
+    first unpacked to bf16 in a scratch directory next to the cache. The entry appears atomically (renamed
+    into place when complete). Scratch folders that killed builds left behind are removed first
+    (``remove_stale_builds``).
     """
     directory = Path(directory)
     if quant not in EXPERT_KINDS:
         raise UsageError(f"cannot prepare --quant {quant!r} weights (choose from {', '.join(EXPERT_KINDS)})")
+    quantize = quantization(notify)
     if (directory / MANIFEST_NAME).is_file():  # already a cache entry, e.g. passed as --model
-        held = read_manifest(directory)["quant"]
+        held = quantize.read_manifest(directory)["quant"]
         if held != quant:
             raise UsageError(f"{directory}: holds {held} weights, not {quant}")
         return directory
+    remove_stale_builds(quantized_cache_root())
     found = find_quantized(directory, quant)
     if found is not None:
         return found
+    import torch
+
+    from dsocr_cli.models.v1.loader import load_v1
+
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     entry = cache_entry(directory, quant)
     if notify is not None:
         notify(f"quantizing {directory} to {quant} on {device} (once; cached in {entry})")
-    scratch = entry.with_name(f".building-{entry.name}-{os.getpid()}")
+    scratch = entry.with_name(scratch_name(entry))
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.perf_counter()
     try:
         scratch.mkdir(parents=True)
         source = directory
         if quantized_kind(directory) is not None:
-            source = write_dequantized(directory, scratch / "bf16")
+            source = quantize.write_dequantized(directory, scratch / "bf16")
         loaded = load_v1(source, device="cpu", dtype=torch.bfloat16)
-        state = quantized_state(loaded.model, quant, device)
+        state = quantize.quantized_state(loaded.model, quant, device)
         del loaded
         save_quantized(state, scratch / "entry", quant, source, directory, started)
         try:
@@ -233,14 +375,17 @@ def save_quantized(
     state: dict[str, torch.Tensor], destination: Path, quant: str, files_from: Path, source: Path, started: float
 ) -> None:
     """Weights, config/tokenizer files and the manifest that marks the entry complete (written last)."""
+    from safetensors.torch import save_file
+
+    quantize = quantization()
     destination.mkdir()
     save_file(state, str(destination / WEIGHTS_NAME), metadata={"format": "pt", "dsocr_quant": quant})
-    copy_model_files(files_from, destination)
+    quantize.copy_model_files(files_from, destination)
     manifest = {
-        "format": FORMAT_VERSION,
+        "format": quantize.FORMAT_VERSION,
         "quant": quant,
         "dsocr": __version__,
-        "bitsandbytes": bnb.__version__,
+        "bitsandbytes": bitsandbytes_module().__version__,
         "source": {**source_identity(source), "directory": str(source)},
         "weights": WEIGHTS_NAME,
         "weights_bytes": (destination / WEIGHTS_NAME).stat().st_size,
@@ -305,6 +450,7 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
 
 def linear_bytes(module: nn.Linear) -> tuple[int, int]:
     """(stored bytes, quantized weights) of a linear's weight, bitsandbytes scales included."""
+    bnb = bitsandbytes_module()
     weight = module.weight
     if isinstance(module, bnb.nn.Linear4bit):
         scales = module.weight.quant_state.as_dict(packed=True).values()
@@ -317,6 +463,12 @@ def linear_bytes(module: nn.Linear) -> tuple[int, int]:
 
 def weight_memory(model: nn.Module) -> WeightMemory:
     """Measure the bytes a loaded model's weights take, per category (``WeightMemory``)."""
+    from torch import nn
+    from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
+
+    from dsocr_cli.models.v1.quantized_experts import QuantizedExperts
+
+    keep = quantization().KEEP_FULL_PRECISION
     memory = WeightMemory()
     counted: set[int] = set()
     for name, module in model.named_modules():
@@ -332,7 +484,7 @@ def weight_memory(model: nn.Module) -> WeightMemory:
             tensors = [module.weight]
             stored, quantized = linear_bytes(module)
             weights = module.in_features * module.out_features
-            category = "kept" if name in KEEP_FULL_PRECISION else "linear"
+            category = "kept" if name in keep else "linear"
         else:
             continue
         entry = memory.categories[category]

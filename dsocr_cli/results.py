@@ -36,8 +36,11 @@ class PageResult:
     """Image positions in the prompt (newline and separator positions included)."""
     generated_tokens: int
     finished: bool
-    """True when the model stopped with EOS; False when it hit the token limit (a runaway page)."""
+    """True when the model stopped with EOS; False when it hit the token limit."""
     seconds: float
     retried: bool = False
-    """True when the loop guard re-ran the page with a stronger no-repeat setting."""
+    """True when the page looped and was re-run with a stronger no-repeat setting."""
+    looped: bool = False
+    """True when the page hit the token limit with a repeating tail (``engine.guard.tail_repeats``), after
+    any retry: a model loop. ``finished`` False with ``looped`` False is a page merely cut off at the limit."""
     token_ids: list[int] = field(default_factory=list, repr=False)

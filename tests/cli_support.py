@@ -60,7 +60,8 @@ def call_main(argv: list[str]) -> int:
 
 def isolation(tmp_path: Path) -> dict[str, str]:
     """Settings that keep a test away from the user's config file and the network, and its output plain."""
-    return {"DSOCR_CONFIG": str(tmp_path / "no-config.toml"), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    # No DSOCR_CONFIG (naming a missing file is an error): the platform config dir is an empty one instead.
+    return {"XDG_CONFIG_HOME": str(tmp_path / "no-config-home"), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
 
 
 def isolated_env(tmp_path: Path) -> dict[str, str]:
@@ -154,6 +155,11 @@ def make_one_pixel_png(path: str | Path) -> Path:
     return Path(path)
 
 
-def listing(directory: Path) -> list[str]:
-    """Every file below ``directory`` (hidden ones included), relative, sorted."""
-    return sorted(str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file())
+def listing(directory: Path, manifests: bool = False) -> list[str]:
+    """Every file below ``directory`` (hidden ones included, dsocr's ``.NAME.dsocr.json`` manifests only when
+    ``manifests``), relative, sorted."""
+    return sorted(
+        str(path.relative_to(directory))
+        for path in directory.rglob("*")
+        if path.is_file() and (manifests or not path.name.endswith(".dsocr.json"))
+    )

@@ -1,18 +1,24 @@
 """The batched engine gives every page exactly what converting it alone gives (float32, CPU, tiny model).
 
 Pages of different sizes and modes share batches, finished rows are refilled, outcomes come back in
-request order, and a page that cannot be rendered or preprocessed fails alone.
+request order, and a page that cannot be rendered or preprocessed fails alone. Only a page that loops is
+retried; NaN/inf logits stop the run as a model error.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 
 from dsocr_cli.cli.app import main
 from dsocr_cli.convert import ConvertJob, OutputTarget, run
@@ -22,11 +28,14 @@ from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.local import LocalBackend
 from dsocr_cli.errors import ExitCode, InputError, ModelError
 from dsocr_cli.inputs.discover import discover
+from dsocr_cli.models.registry import load_runner
 from dsocr_cli.models.v1.loader import load_v1
 from dsocr_cli.models.v1.runner import V1Runner
 from dsocr_cli.progress import Reporter
 from dsocr_cli.results import Page
+from dsocr_cli.testing.checkpoint import SHARD_NAME
 from dsocr_cli.testing.images import make_page_image
+from tests.cli_support import FAST, make_image
 
 MIXED = {  # (width, height, mode, max_new_tokens) per page
     "guard-off": [  # tiled and untiled pages; the gundam and base global views share one encoder call
@@ -230,3 +239,126 @@ def test_out_of_memory_at_one_page_is_a_model_error_suggesting_nf4(tiny_runner, 
     with pytest.raises(ModelError, match=r"out of memory on cpu even one page at a time; try --quant nf4") as err:
         list(LocalBackend(tiny_runner, batch_size=1).convert_many(map(request, pages, [ConvertOptions(mode="tiny")])))
     assert err.value.exit_code == ExitCode.MODEL
+
+
+# ---------------------------------------------------------------- loops, truncation, damaged weights
+
+
+def rewritten_checkpoint(source: Path, target: Path, rewrite: Callable[[dict[str, torch.Tensor]], None]) -> Path:
+    """A copy of the checkpoint at ``source`` whose tensors ``rewrite`` has changed in place."""
+    shutil.copytree(source, target)
+    tensors = load_file(str(target / SHARD_NAME))
+    rewrite(tensors)
+    save_file(tensors, str(target / SHARD_NAME), metadata={"format": "pt"})
+    return target
+
+
+def nan_weights(tensors: dict[str, torch.Tensor]) -> None:
+    """One NaN in the first decoder layer's MLP, as a damaged download has: it reaches every logit."""
+    tensors["model.layers.0.mlp.down_proj.weight"][0, 0] = float("nan")
+
+
+@pytest.fixture(scope="module")
+def nan_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "nan", nan_weights)
+
+
+@pytest.fixture(scope="module")
+def loop_runner(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> V1Runner:
+    """The tiny model rewired (as conftest's ``eos_checkpoint``) to emit the token ``table`` at every step:
+    a page that loops from its first token. Under the default guard (20-grams in 50 tokens) a banned
+    ``table`` gives way to id 0 (every other logit is 0), so a guarded page loops too, nudged every 20 tokens."""
+    table = Tokenizer.from_file(str(tiny_checkpoint / "tokenizer.json")).token_to_id("table")
+
+    def always_table(tensors: dict[str, torch.Tensor]) -> None:
+        tensors["model.embed_tokens.weight"][:, 0] = 1000.0
+        for name, tensor in tensors.items():
+            if name.startswith("model.layers.") and name.endswith(("o_proj.weight", "down_proj.weight")):
+                tensor[0, :] = 0.0
+        tensors["model.norm.weight"][0] = 1.0
+        tensors["lm_head.weight"].zero_()
+        tensors["lm_head.weight"][table, 0] = 1.0
+
+    path = rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "loop", always_table)
+    return load_runner(path, torch.device("cpu"), torch.float32)
+
+
+def test_a_looping_page_is_retried_once_with_the_retry_settings_and_reported_as_looped(loop_runner) -> None:
+    p = page(1, 600, 500)
+    options = ConvertOptions(mode="tiny", max_new_tokens=40, ngram_size=0)
+    retry = replace(options, ngram_size=20, ngram_window=50)
+    requests = [PageRequest(p.source, 1, lambda: p, options, retry)]
+
+    [outcome] = LocalBackend(loop_runner, batch_size=2).convert_many(requests)
+
+    result = outcome.result
+    assert (result.finished, result.retried, result.looped) == (False, True, True)
+    first_try = LocalBackend(loop_runner).convert(p, options)
+    assert first_try.looped and len(set(first_try.token_ids)) == 1
+    assert result.token_ids == LocalBackend(loop_runner).convert(p, retry).token_ids != first_try.token_ids
+
+
+def test_a_page_cut_off_at_the_limit_without_repeating_is_truncated_not_retried(tiny_runner) -> None:
+    """Until pages were told apart by their tail, every page that hit the limit was taken for a loop and
+    retried; the random model's tiny-mode pages do not repeat within 40 tokens, so none is retried now."""
+    pages = [page(n, 560 + 40 * n, 500) for n in (1, 2, 3)]
+    options = ConvertOptions(mode="tiny", max_new_tokens=40, ngram_size=20, ngram_window=50)
+    retry = replace(options, ngram_size=10, ngram_window=120)
+    requests = [PageRequest(p.source, p.number, lambda p=p: p, options, retry) for p in pages]
+
+    outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(requests))
+
+    for p, outcome in zip(pages, outcomes):
+        result = outcome.result
+        assert (result.finished, result.retried, result.looped, result.generated_tokens) == (False, False, False, 40)
+        assert result.token_ids == LocalBackend(tiny_runner).convert(p, options).token_ids
+
+
+def test_nan_weights_stop_the_batched_run_with_one_model_error_naming_the_page(nan_checkpoint: Path) -> None:
+    runner = load_runner(nan_checkpoint, torch.device("cpu"), torch.float32)
+    pages = [page(n, 600, 500) for n in (1, 2)]
+    options = [ConvertOptions(mode="tiny", max_new_tokens=8)] * 2
+
+    with pytest.raises(ModelError) as err:
+        list(LocalBackend(runner, batch_size=2).convert_many(map(request, pages, options)))
+
+    assert str(err.value) == "model produced NaN/inf logits on mixed.pdf page 1; the weights are damaged"
+    assert err.value.exit_code == ExitCode.MODEL
+
+
+def test_nan_logits_in_a_decode_step_name_that_rows_page(tiny_runner, monkeypatch) -> None:
+    real_step = tiny_runner.decode_step
+
+    def second_row_overflows(tokens, cache):
+        logits = real_step(tokens, cache).clone()
+        if len(tokens) == 2:
+            logits[1, 5] = float("inf")
+        return logits
+
+    monkeypatch.setattr(tiny_runner, "decode_step", second_row_overflows)
+    pages = [page(n, 600, 500) for n in (1, 2)]
+    options = [ConvertOptions(mode="tiny", max_new_tokens=4, ngram_size=0)] * 2
+    with pytest.raises(ModelError, match=r"^model produced NaN/inf logits on mixed.pdf page 2; the weights"):
+        list(LocalBackend(tiny_runner, batch_size=2).convert_many(map(request, pages, options)))
+
+
+def test_nan_logits_in_half_precision_suggest_float32(nan_checkpoint: Path) -> None:
+    runner = load_runner(nan_checkpoint, torch.device("cpu"), torch.bfloat16)
+    requests = [request(page(1, 600, 500), ConvertOptions(mode="tiny", max_new_tokens=4))]
+
+    with pytest.raises(ModelError) as err:
+        list(LocalBackend(runner, batch_size=1).convert_many(requests))
+
+    assert str(err.value) == (
+        "model produced NaN/inf logits on mixed.pdf page 1; the weights are damaged or bfloat16 overflows "
+        "(try --dtype float32)"
+    )
+
+
+def test_nan_weights_exit_4_with_one_line_from_the_cli(dsocr, nan_checkpoint: Path) -> None:
+    make_image("scan.png")
+
+    run = dsocr("convert", "scan.png", "--model", nan_checkpoint, *FAST, "--max-tokens", "4")
+
+    assert (run.code, run.stdout) == (ExitCode.MODEL, "")
+    assert run.stderr == "error: model produced NaN/inf logits on scan.png page 1; the weights are damaged\n"

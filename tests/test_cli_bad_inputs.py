@@ -85,7 +85,9 @@ def test_bad_inputs_fail_one_by_one_while_the_good_input_in_the_same_run_convert
     make_image("good.png")
     bad = make_bad_inputs()
 
-    run = dsocr("convert", *bad[:5], "good.png", *bad[5:], "-o", "out", "-q", "--model", eos_checkpoint, *FAST)
+    run = dsocr(
+        "convert", *bad[:5], "good.png", *bad[5:], "-o", "out", "-q", "--no-provenance", "--model", eos_checkpoint, *FAST
+    )
 
     assert (run.code, run.stdout) == (2, "")
     assert run.messages == [f"error: {name}: {BAD_INPUTS[name][1]}" for name in BAD_INPUTS]
@@ -113,7 +115,10 @@ def test_page_range_beyond_a_document_fails_it_while_longer_documents_convert(
     make_image("scan.png")
     make_pdf("report.pdf", pages=3)
 
-    run = dsocr("convert", "scan.png", "report.pdf", "--pages", "3", "-o", "out", "-q", "--model", eos_checkpoint, *FAST)
+    run = dsocr(
+        "convert", "scan.png", "report.pdf", "--pages", "3", "-o", "out", "-q", "--no-provenance", "--model", eos_checkpoint,
+        *FAST,
+    )
 
     assert (run.code, run.stderr) == (2, "error: scan.png: page 3 out of bounds (document has 1 page)\n")
     assert listing(Path("out")) == [".dsocr.lock", "report.md"]

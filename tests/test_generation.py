@@ -1,19 +1,23 @@
-"""Generation on the tiny checkpoint: the guard, EOS handling and streaming (quantized runs: test_quant.py)."""
+"""Generation on the tiny checkpoint: the guard, EOS handling, loops, damaged weights and streaming (quantized
+runs: test_quant.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from dsocr_cli.engine.backend import ConvertOptions
 from dsocr_cli.engine.local import LocalBackend
+from dsocr_cli.errors import ExitCode, ModelError
 from dsocr_cli.models.v1.loader import load_v1
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import V1Runner
 from dsocr_cli.results import Page
 from dsocr_cli.testing.images import make_page_image
+from tests.test_batched import nan_weights, rewritten_checkpoint
 
 PAGE = Page(source="page.png", number=1, image=make_page_image(600, 500, seed=3))
 
@@ -25,16 +29,16 @@ def repeated_ngrams(tokens: list[int], n: int) -> int:
 
 def test_unguarded_random_model_loops_and_the_guard_stops_the_loop(tiny_runner) -> None:
     request = tiny_runner.prepare(make_page_image(1190, 1684, seed=1), MODES["gundam"], resolve_prompt("markdown"))
-    looping = tiny_runner.generate(request, max_new_tokens=24, ngram_size=0)
-    guarded = tiny_runner.generate(request, max_new_tokens=24, ngram_size=2, ngram_window=50)
-    assert repeated_ngrams(looping.token_ids, 2) > 0
+    looping = tiny_runner.generate(request, max_new_tokens=40, ngram_size=0)
+    guarded = tiny_runner.generate(request, max_new_tokens=40, ngram_size=2, ngram_window=50)
+    assert repeated_ngrams(looping.token_ids, 2) > 0 and looping.looped
     assert repeated_ngrams(guarded.token_ids, 2) == 0
-    assert len(guarded.token_ids) == 24 and not guarded.finished
+    assert len(guarded.token_ids) == 40 and not guarded.finished and not guarded.looped
 
 
 def test_page_without_eos_is_flagged_not_dropped(tiny_runner) -> None:
     result = LocalBackend(tiny_runner).convert(PAGE, ConvertOptions(mode="tiny", prompt="free", max_new_tokens=8))
-    assert result.finished is False
+    assert result.finished is False and result.looped is False  # cut off at the limit: 8 tokens show no loop
     assert result.generated_tokens == 8 and result.text
     assert result.vision_tokens == 73 and result.prompt == "<image>\nFree OCR."
 
@@ -57,3 +61,15 @@ def test_streamed_text_equals_final_text(tiny_runner) -> None:
     )
     assert "".join(pieces) == result.text
     assert len(pieces) > 1
+
+
+def test_nan_weights_on_the_one_page_path_are_a_model_error_naming_the_page(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    runner = V1Runner(load_v1(rewritten_checkpoint(tiny_checkpoint, tmp_path / "nan", nan_weights)))
+
+    with pytest.raises(ModelError) as err:
+        LocalBackend(runner).convert(PAGE, ConvertOptions(mode="tiny", max_new_tokens=4))
+
+    assert str(err.value) == "model produced NaN/inf logits on page.png page 1; the weights are damaged"
+    assert err.value.exit_code == ExitCode.MODEL

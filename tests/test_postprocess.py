@@ -8,12 +8,8 @@ from PIL import Image, ImageDraw
 
 from dsocr_cli.postprocess.grounding import Block, box_to_pixels, crop_box, parse_blocks
 from dsocr_cli.postprocess.markdown import page_html, page_markdown, page_text
-from dsocr_cli.postprocess.tables import (
-    sanitize_table,
-    split_tables,
-    table_to_markdown,
-    table_to_text,
-)
+from dsocr_cli.postprocess.sanitize import sanitize_table
+from dsocr_cli.postprocess.tables import split_tables, table_to_markdown, table_to_text
 
 GROUNDED_PAGE = r"""<|ref|>title<|/ref|><|det|>[[88, 52, 910, 96]]<|/det|>
 # Attention Is All You Need

@@ -6,6 +6,9 @@ import io
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -221,6 +224,31 @@ def test_convert_backend_quantizes_through_the_cache(
     assert backend.runner.loaded.source == built["int8"][0]
     assert isinstance(backend.runner.loaded.model.model.language_model.layers[2].mlp.experts, QuantizedExperts)
     assert "quant int8" in output.getvalue() and "quantizing" not in output.getvalue()  # the cache, no rebuild
+    assert output.getvalue().startswith(f"loading model {tiny_checkpoint} ...\n")  # said before the wait
+
+
+def test_model_loading_display_makes_room_for_the_download_bar() -> None:
+    from rich.file_proxy import FileProxy
+
+    from dsocr_cli.engine.factory import ModelLoading
+    from dsocr_cli.progress import DownloadBar
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    reporter = Reporter(console=terminal)
+    bar = DownloadBar("downloading m", console=terminal)
+
+    def spinning() -> bool:  # a live display owns the terminal (it redirects stderr while it runs)
+        return isinstance(sys.stderr, FileProxy)
+
+    with ModelLoading(reporter, "loading model m ...", bar) as loading:
+        assert spinning() and bar.progress is None
+        loading.start(total=100, completed=10)  # a download begins: the spinner goes, the bar draws
+        assert bar.progress is not None
+        loading.advance(90)
+        loading.stop()
+        assert bar.progress is None and spinning()  # the spinner is back for the rest of the loading
+    assert not spinning()
+    assert "loading model m" in terminal.file.getvalue() and "downloading m" in terminal.file.getvalue()
 
 
 def test_corrupt_cache_entry_is_a_one_line_error(built: dict[str, tuple[Path, float]], tmp_path: Path) -> None:
@@ -341,3 +369,120 @@ def test_nf4_on_cuda(tiny_checkpoint: Path, quant_cache: Path, page_request: V1R
     allocated = torch.cuda.memory_allocated(gpu)
     print(f"\nnf4 on {torch.cuda.get_device_name(gpu)}:\n{memory.table()}\nallocated {allocated:,} bytes")
     assert memory.ratio_to_bf16("linear", "experts") <= 0.30
+
+
+# ---------------------------------------------------------------- bitsandbytes stays quiet, stale builds go
+
+NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+EMIT_NOTICE = (
+    "import logging\n"
+    "logging.getLogger('bitsandbytes.backends.cpu.ops').warning(\n"
+    f"    '{NOTICE}: %s. Please make sure you already `pip install kernels`', ImportError(\"No module named 'kernels'\"))\n"
+)
+"""What bitsandbytes 0.50 does when imported on a CPU with AVX512-BF16 (``bitsandbytes/backends/cpu/ops.py``)."""
+FAKE_AVX512_BF16 = """\
+import importlib.abc, importlib.machinery, sys
+
+class FakeAvx512Bf16(importlib.abc.MetaPathFinder):
+    # bitsandbytes asks its native library whether the CPU has AVX512-BF16; this answers yes.
+    def find_spec(self, name, path, target=None):
+        if name != "bitsandbytes.cextension":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            real = module.lib
+
+            class Lib:
+                def __getattr__(self, attr):
+                    return getattr(real, attr)
+
+                def has_avx512bf16_cpu(self):
+                    return True
+
+            module.lib = Lib()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, FakeAvx512Bf16())
+"""
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_quant_module_names_match_the_quantization_modules() -> None:
+    from dsocr_cli import quant
+    from dsocr_cli.models.v1 import quantize, quantized_experts
+
+    assert (quant.MANIFEST_NAME, quant.WEIGHTS_NAME) == (quantize.MANIFEST_NAME, quantize.WEIGHTS_NAME)
+    assert quant.EXPERT_KINDS == quantized_experts.EXPERT_KINDS
+
+
+def test_bitsandbytes_notices_are_kept_off_stderr_and_handed_to_notify() -> None:
+    assert NOTICE in python(EMIT_NOTICE).stderr  # what reaches a user's terminal without dsocr's helper
+
+    quiet = python(
+        "from dsocr_cli.quant import bitsandbytes_notices\n"
+        "heard = []\n"
+        "with bitsandbytes_notices(heard.append):\n"
+        + "".join(f"    {line}\n" for line in EMIT_NOTICE.splitlines())
+        + "print(*heard, sep='\\n')\n"
+        "logging.getLogger('bitsandbytes.nn').warning('after the import')\n"
+    )
+
+    assert quiet.stderr == "after the import\n"  # silenced during the block only
+    [heard] = quiet.stdout.splitlines()
+    assert heard.startswith(f"bitsandbytes: {NOTICE}: No module named 'kernels'")
+
+
+@pytest.mark.slow
+def test_importing_bitsandbytes_on_an_avx512_bf16_cpu_prints_nothing() -> None:
+    # This machine lacks AVX512-BF16, so the CPU check is answered yes: bitsandbytes then really logs its notice.
+    quiet = python(
+        FAKE_AVX512_BF16
+        + "from dsocr_cli.quant import bitsandbytes_notices\n"
+        "heard = []\n"
+        "with bitsandbytes_notices(heard.append):\n"
+        "    import bitsandbytes\n"
+        "print(heard)\n"
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert NOTICE in quiet.stdout  # bitsandbytes did emit it...
+    assert quiet.stderr == ""  # ...and none of it reached stderr
+
+
+def test_stale_build_folders_are_removed_by_the_next_run_that_looks_for_a_quantized_copy(
+    built: dict[str, tuple[Path, float]], tiny_checkpoint: Path, quant_cache: Path
+) -> None:
+    root = quant_cache / "quantized"
+    host = socket.gethostname()
+    gone = [int(python("import os; print(os.getpid())").stdout) for _ in range(2)]  # ended processes
+    hour_ago = time.time() - 3600
+
+    def scratch(name: str, old: bool = True) -> Path:
+        path = root / name
+        (path / "entry").mkdir(parents=True)
+        (path / "entry" / "model-quantized.safetensors").write_bytes(b"half a build")
+        if old:
+            os.utime(path, (hour_ago, hour_ago))
+        return path
+
+    stale = scratch(f".building-a--nf4@{host}-{gone[0]}")
+    unnamed_host = scratch(f".building-b--nf4-{gone[1]}")  # dsocr 0.1 named no host
+    running = scratch(f".building-c--nf4@{host}-{os.getppid()}")  # its owner is alive
+    elsewhere = scratch(f".building-d--nf4@another-machine-{gone[0]}")  # a shared cache: not ours to judge
+    recent = scratch(f".building-e--nf4@{host}-{gone[1]}", old=False)  # touched after this process started
+    stamp = (built["nf4"][0] / WEIGHTS_NAME).stat().st_mtime_ns
+
+    entry = prepare_quantized(tiny_checkpoint, "nf4", CPU)
+
+    assert entry == built["nf4"][0] and (entry / WEIGHTS_NAME).stat().st_mtime_ns == stamp
+    assert not stale.exists() and not unnamed_host.exists()
+    assert running.exists() and elsewhere.exists() and recent.exists()
+    for path in (running, elsewhere, recent):
+        shutil.rmtree(path)

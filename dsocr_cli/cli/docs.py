@@ -55,7 +55,22 @@ FILES = (
     (
         f"DIR/{LOCK_NAME}",
         "Lock held while a run writes into output directory DIR, so two runs (e.g. from cron) cannot interleave "
-        "their files. Outputs are written under temporary names and renamed when complete.",
+        "their files. Outputs are written under temporary names (.NAME.PID.RANDOM.tmp) and renamed when "
+        "complete; temporary files left by a killed run are removed by the next run.",
+    ),
+    (
+        "DIR/.NAME.dsocr.json",
+        "Manifest of output NAME: dsocr version, model and revision, settings (mode, prompt, format, pages, dpi, "
+        "guard, layout PDF), the input's size and modification time, each page's finished/looped flags and every "
+        "file written. --skip-existing skips an input only when this says its output is complete for the same "
+        "input and settings; a file without a manifest is kept (--force overwrites it). Files a manifest lists "
+        "(layout PDFs, figure crops) are never read back as inputs.",
+    ),
+    (
+        "DIR/STEM_images/, DIR/STEM_layouts.pdf",
+        "Figure crops of a Markdown output and its --layout-pdf, named after the output's stem: inputs found in "
+        "a directory keep their relative path below it (out/a/doc.md); inputs that would share a name are named "
+        "after their whole file name (x.pdf.md, x.png.md), then ~2, ~3 in command-line order.",
     ),
 )
 

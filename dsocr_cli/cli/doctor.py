@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich import box
-from rich.markup import escape
-from rich.table import Table
 
 from dsocr_cli.cli.options import JsonOpt
-from dsocr_cli.cli.output import table_console
-from dsocr_cli.doctor import Report, examine
 from dsocr_cli.errors import ExitCode
-from dsocr_cli.hub import human_size
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from dsocr_cli.doctor import Report
 
 DOCTOR_EXAMPLES = """Examples:
 
@@ -28,6 +28,10 @@ not enough memory even with --quant nf4).
 
 def doctor(as_json: JsonOpt = False) -> None:
     """Check packages, GPUs, memory, the model cache and HF settings; say what dsocr would use."""
+    # Imported here, not at the top, so that --help starts without the hub client and torch.
+    from dsocr_cli.cli.output import table_console
+    from dsocr_cli.doctor import examine
+
     report = examine()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -39,6 +43,12 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 def report_table(report: Report) -> Table:
     """The report as one two-column table, one section per kind of check."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dsocr_cli.hub import human_size
+
     table = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
     table.add_column("check", style="bold", no_wrap=True)
     table.add_column("value")

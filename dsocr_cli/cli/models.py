@@ -1,4 +1,8 @@
-"""``dsocr download``, ``dsocr models`` and ``dsocr models rm``: the model cache from the command line."""
+"""``dsocr download``, ``dsocr models`` and ``dsocr models rm``: the model cache from the command line.
+
+Importing this module must stay cheap (``dsocr --help`` imports it to list the commands): the hub client,
+rich's tables and dsocr's quantization support are imported by the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from dsocr_cli import hub
 from dsocr_cli.cli.options import (
     JsonOpt,
     ModelArg,
@@ -24,9 +24,9 @@ from dsocr_cli.cli.options import (
     RevisionOpt,
     YesOpt,
 )
-from dsocr_cli.cli.output import table_console
+from dsocr_cli.defaults import DEFAULT_MODEL
 from dsocr_cli.errors import UsageError
-from dsocr_cli.progress import DownloadBar, Reporter
+from dsocr_cli.messages import clean
 
 DOWNLOAD_EXAMPLES = """Examples:
 
@@ -60,21 +60,33 @@ models_app = typer.Typer(
 
 
 class PreparedQuant(str, Enum):
+    """``download --quant``: the same names as ``convert --quant``, so one ``quant`` setting in the config
+    file suits both. ``none`` builds nothing; ``auto`` builds what ``convert --quant auto`` runs here."""
+
+    auto = "auto"
+    none = "none"
     nf4 = "nf4"
     int8 = "int8"
 
 
 def download(
-    model: ModelArg = hub.DEFAULT_MODEL,
+    model: ModelArg = DEFAULT_MODEL,
     revision: RevisionOpt = None,
     quant: Annotated[
         PreparedQuant | None,
-        typer.Option("--quant", help="Also build the quantized weights `convert --quant` loads (one-time, cached)."),
+        typer.Option(
+            "--quant",
+            help="Also build the quantized weights `convert --quant` loads (one-time, cached); "
+            "auto = what convert's auto picks on this machine, none = nothing.",
+        ),
     ] = None,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Download a model into the Hugging Face cache: config, weights and tokenizer only."""
+    from dsocr_cli import hub
+    from dsocr_cli.progress import DownloadBar, Reporter
+
     reporter = Reporter(quiet=quiet)
     snapshot = hub.download(
         model, revision=revision, offline=offline, progress=DownloadBar(f"downloading {model}", quiet=quiet)
@@ -83,11 +95,19 @@ def download(
         reporter.warn(snapshot.note)
     typer.echo(str(snapshot.path))
     done = f"{hub.human_size(snapshot.fetched)} downloaded" if snapshot.fetched else "already in the cache"
-    if quant is not None:
+    kind = quant.value if quant is not None else "none"
+    if kind == "auto":
+        from dsocr_cli.devices import resolve_device
+        from dsocr_cli.quant import resolve_quant
+
+        kind = resolve_quant("auto", resolve_device("auto"), snapshot.path)
+    if kind != "none":
+        from dsocr_cli.engine.factory import quiet_transformers
         from dsocr_cli.quant import prepare_quantized
 
-        entry = prepare_quantized(snapshot.path, quant.value)
-        done += f"; {quant.value} weights in {entry}"
+        quiet_transformers()
+        entry = prepare_quantized(snapshot.path, kind, notify=reporter.info)
+        done += f"; {kind} weights in {entry}"
     reporter.finish(f"{model}: {done} ({snapshot.path})", failed=False)
 
 
@@ -108,6 +128,13 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List cached models dsocr can run: repo, revisions, size on disk, quantized variants, interrupted downloads."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from dsocr_cli import hub
+    from dsocr_cli.cli.output import table_console
+
     found = hub.cached_models()
     variants = quantized_variants()
     if as_json:
@@ -121,9 +148,10 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     if not found:
         Console(stderr=True).print(
-            f"no models in the cache ({hub.hub_cache()}); `dsocr download` fetches {hub.DEFAULT_MODEL}",
+            clean(f"no models in the cache ({hub.hub_cache()}); `dsocr download` fetches {DEFAULT_MODEL}"),
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -147,10 +175,14 @@ def remove(
     yes: YesOpt = False,
 ) -> None:
     """Delete a cached model, with its quantized variants: every revision, or only the one @revision names."""
+    from rich.console import Console
+
+    from dsocr_cli import hub
+
     removal = hub.plan_removal(model)
     variants = quantized_variants()
     entries = [entry for commit in removal.commits for _, entry in variants.get((removal.repo, commit), [])]
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     summary = f"{removal.description}, {hub.human_size(removal.size)}"
     if entries:
         summary += f", and {len(entries)} quantized variant(s)"
@@ -163,4 +195,4 @@ def remove(
     removal.execute()
     for entry in entries:
         shutil.rmtree(entry, ignore_errors=True)
-    console.print(f"deleted {summary}")
+    console.print(clean(f"deleted {summary}"))

@@ -31,6 +31,13 @@ class TableStyle(str, Enum):
     html = "html"
 
 
+class ProgressMode(str, Enum):
+    auto = "auto"
+    bar = "bar"
+    plain = "plain"
+    none = "none"
+
+
 class QuantName(str, Enum):
     auto = "auto"
     none = "none"

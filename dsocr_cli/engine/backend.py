@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dsocr_cli.errors import UsageError
 from dsocr_cli.results import Page, PageResult
 
 
@@ -60,7 +61,19 @@ class PageOutcome:
     """``time.perf_counter()`` when the page's first token was chosen (None when there was none)."""
 
 
+def parse_batch_size(text: str) -> int | None:
+    """``--batch-size``: a positive number, or ``auto`` (None) to size batches from free memory."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--batch-size {text!r}: expected a positive number or 'auto'")
+    return int(text)
+
+
 class Backend(Protocol):
+    provenance: dict[str, Any]
+    """What produced the results, recorded in outputs: model revision, device, dtype, quant (may be empty)."""
+
     def convert(
         self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None
     ) -> PageResult: ...

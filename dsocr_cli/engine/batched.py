@@ -11,7 +11,9 @@ Flow per run (``BatchedEngine.run``):
    shared ``RowCache``.
 3. Every decode step feeds one token per live row. Each row stops on its own (EOS or its token
    limit); the loop guard runs per row over that row's generated tokens; a row that hits the limit
-   with ``retry`` settings is run once more with them. A finished row is freed at once and refilled.
+   with a repeating tail (``Generation.looped``) and has ``retry`` settings is run once more with them.
+   A finished row is freed at once and refilled. Logits that are not finite (NaN/inf: damaged weights
+   or a dtype overflow) stop the run with a ``ModelError``, since every later page would fail the same way.
 4. Outcomes are handed back in request order as soon as all earlier pages are done; a page admitted
    more than ``DELIVERY_WINDOW`` batches ahead of the oldest undelivered one waits, which bounds the
    results held back behind a long page.
@@ -56,7 +58,7 @@ from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.errors import ModelError, UsageError
 from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
 from dsocr_cli.models.v1.prompts import resolve_prompt
-from dsocr_cli.models.v1.runner import Generation, V1Request, V1Runner
+from dsocr_cli.models.v1.runner import Generation, NonFiniteLogits, V1Request, V1Runner, check_finite
 from dsocr_cli.results import Page, PageResult
 
 DELIVERY_WINDOW = 4
@@ -71,15 +73,6 @@ PREP_WORKERS = 4
 """Preprocessing threads at most; one core is left to the model's own threads."""
 CPU_BATCH_CAP = 32
 GPU_BATCH_CAP = 64
-
-
-def parse_batch_size(text: str) -> int | None:
-    """``--batch-size``: a positive number, or ``auto`` (None) to size batches from free memory."""
-    if text == "auto":
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"--batch-size {text!r}: expected a positive number or 'auto'")
-    return int(text)
 
 
 def free_memory(device: torch.device) -> int:
@@ -109,6 +102,17 @@ def auto_batch_size(runner: V1Runner, options: ConvertOptions, free: int | None 
     return max(1, min(rows, GPU_BATCH_CAP if device.type == "cuda" else CPU_BATCH_CAP))
 
 
+def non_finite_logits_error(runner: V1Runner, page: Page) -> ModelError:
+    """The one wording of the NaN/inf-logits failure (exit 4), with advice that fits the compute dtype."""
+    dtype = runner.loaded.dtype
+    cause = (
+        "the weights are damaged"
+        if dtype == torch.float32
+        else f"the weights are damaged or {str(dtype).removeprefix('torch.')} overflows (try --dtype float32)"
+    )
+    return ModelError(f"model produced NaN/inf logits on {page.source} page {page.number}; {cause}")
+
+
 def page_result(
     runner: V1Runner,
     page: Page,
@@ -128,6 +132,7 @@ def page_result(
         finished=generation.finished,
         seconds=seconds,
         retried=retried,
+        looped=generation.looped,
         token_ids=generation.token_ids,
     )
 
@@ -282,7 +287,12 @@ class BatchedEngine:
 
     @torch.inference_mode()
     def choose(self, pages: Sequence[LivePage], logits: torch.Tensor) -> list[int]:
-        """Greedy next tokens for ``pages`` (rows of ``logits``), after each page's loop guard."""
+        """Greedy next tokens for ``pages`` (rows of ``logits``), after each page's loop guard; logits that
+        are not finite raise ``ModelError`` naming the first such page (checked before the guard's -inf)."""
+        try:
+            check_finite(logits)
+        except NonFiniteLogits as exc:
+            raise non_finite_logits_error(self.runner, pages[exc.row].page) from None
         for row, page in enumerate(pages):
             if page.guard is not None:
                 banned = page.guard.banned_tokens(page.generated)
@@ -305,16 +315,17 @@ class BatchedEngine:
         return len(page.generated) < page.options.max_new_tokens
 
     def finish(self, page: LivePage, retries: deque[LivePage], done: dict[int, PageOutcome]) -> None:
-        """Hand a done page back, or queue its one retry when it hit the limit without finishing."""
+        """Hand a done page back, or queue its one retry when it looped (hit the limit with a repeating
+        tail); a page merely cut off at the limit is not retried, since a stronger guard would not help it."""
         if page.streamer is not None:
             page.streamer.end()
         seconds = time.perf_counter() - page.started + page.earlier_seconds
         retry = page.request.retry
-        if not page.finished and retry is not None and not page.retried:
+        generation = Generation(token_ids=page.generated, finished=page.finished)
+        if retry is not None and not page.retried and generation.looped:
             again = self.live_page(page.index, page.request, page.page, page.prepared, retry)
             again.earlier_seconds, again.retried = seconds, True
             retries.append(again)
             return
-        generation = Generation(token_ids=page.generated, finished=page.finished)
         result = page_result(self.runner, page.page, page.options, page.prepared, generation, seconds, page.retried)
         done[page.index] = PageOutcome(page.request, result=result, first_token_at=page.first_token_at)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable
+from typing import Any
 
 from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
-from dsocr_cli.engine.batched import BatchedEngine, page_result
+from dsocr_cli.engine.batched import BatchedEngine, non_finite_logits_error, page_result
 from dsocr_cli.errors import UsageError
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
-from dsocr_cli.models.v1.runner import V1Runner
+from dsocr_cli.models.v1.runner import NonFiniteLogits, V1Runner
 from dsocr_cli.results import Page, PageResult
 
 
@@ -21,20 +22,27 @@ class LocalBackend:
         """``batch_size`` None sizes batches from free memory (``engine.batched.auto_batch_size``)."""
         self.runner = runner
         self.engine = BatchedEngine(runner, batch_size=batch_size)
+        self.provenance: dict[str, Any] = {}
+        """Set by ``engine.factory``: model, revision, device, dtype, quant (written into outputs)."""
 
     def convert(self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None) -> PageResult:
-        """One page through transformers' ``generate``: the official one-page path."""
+        """One page through transformers' ``generate``: the official one-page path (no retry: that is the
+        batched engine's ``PageRequest.retry``). ``looped`` and ``finished`` mean what they do there; NaN/inf
+        logits raise ``ModelError``."""
         if options.mode not in MODES:
             raise UsageError(f"unknown --mode {options.mode!r} (choose from {', '.join(MODES)})")
         started = time.perf_counter()
         request = self.runner.prepare(page.image, MODES[options.mode], resolve_prompt(options.prompt))
-        generation = self.runner.generate(
-            request,
-            max_new_tokens=options.max_new_tokens,
-            ngram_size=options.ngram_size,
-            ngram_window=options.ngram_window,
-            on_text=on_text,
-        )
+        try:
+            generation = self.runner.generate(
+                request,
+                max_new_tokens=options.max_new_tokens,
+                ngram_size=options.ngram_size,
+                ngram_window=options.ngram_window,
+                on_text=on_text,
+            )
+        except NonFiniteLogits:
+            raise non_finite_logits_error(self.runner, page) from None
         return page_result(self.runner, page, options, request, generation, time.perf_counter() - started)
 
     def convert_many(self, requests: Iterable[PageRequest]) -> Generator[PageOutcome, None, None]:

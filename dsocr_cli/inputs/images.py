@@ -60,6 +60,7 @@ class ImageReader:
         self._source = source
         self._max_pixels = max_pixels
         self._label = image_format.upper()
+        self.warnings: list[str] = []  # nothing an image decoder does warrants one today (see PageReader)
         self._stream: BinaryIO = source.open()
         try:
             self._image = self._open_header(image_format)

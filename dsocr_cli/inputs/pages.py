@@ -74,9 +74,11 @@ def parse_page_ranges(spec: str) -> PageSelection:
 
 
 class PageReader(Protocol):
-    """What a file-type reader offers: a page count known at open time, and pages rendered on demand."""
+    """What a file-type reader offers: a page count known at open time, pages rendered on demand, and
+    one-line warnings naming the file (which ``render`` may add to)."""
 
     page_count: int
+    warnings: list[str]
 
     def render(self, number: int) -> Image.Image: ...
 
@@ -95,6 +97,17 @@ class Document:
     @property
     def stem(self) -> str:
         return self.source.stem
+
+    @property
+    def warnings(self) -> list[str]:
+        """One-line warnings naming the input, for an input that converts but not cleanly.
+
+        Today: a damaged PDF that MuPDF repaired (``name: damaged PDF repaired by MuPDF; pages may be blank
+        or missing``). Most are known once the document is open, but MuPDF repairs lazily, so rendering a
+        page can add one: read this after ``pages()`` is exhausted (or both before and after) to see them
+        all. Each warning appears once. The caller reports them and counts the run as partial (exit 2).
+        """
+        return list(self._reader.warnings)
 
     def pages(self) -> Iterator[Page]:
         """Render the selected pages one at a time, so only the current page image is held in memory."""

@@ -16,8 +16,19 @@ _MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 """What PyMuPDF raises for a damaged file: its own RuntimeErrors and the raw MuPDF exceptions."""
 
 
+REPAIRED_WARNING = "damaged PDF repaired by MuPDF; pages may be blank or missing"
+"""The warning (after ``name: ``) for a PDF that opened only because MuPDF rebuilt its damaged structure."""
+
+
 class PdfReader:
-    """An opened, unlocked PDF with at least one page; ``render`` draws one page on demand."""
+    """An opened, unlocked PDF with at least one page; ``render`` draws one page on demand.
+
+    ``warnings`` lists one-line warnings naming the file. A damaged PDF that MuPDF repairs (a truncated
+    download, a broken cross-reference table) opens with pages, but some may be blank or missing, so it
+    is never a silent success: the repair warning is there from opening when MuPDF repaired the file
+    while opening it, or is added by the ``render`` call during which MuPDF found the damage (it repairs
+    lazily, when it first needs an object it cannot find). It is added once.
+    """
 
     def __init__(
         self, source: InputSource, *, dpi: int, max_pixels: int, password: str | None = None
@@ -26,9 +37,11 @@ class PdfReader:
         self._source = source
         self._dpi = dpi
         self._max_pixels = max_pixels
+        self.warnings: list[str] = []
+        location = source.content_path
         try:
-            if source.path is not None:
-                self._doc = pymupdf.open(source.path, filetype="pdf")
+            if location is not None:
+                self._doc = pymupdf.open(location, filetype="pdf")
             else:
                 self._doc = pymupdf.open(stream=source.data, filetype="pdf")
         except _MUPDF_ERRORS as exc:
@@ -44,6 +57,12 @@ class PdfReader:
             self._doc.close()
             raise
         self.page_count: int = self._doc.page_count
+        self._note_repair()
+
+    def _note_repair(self) -> None:
+        warning = f"{self._source.name}: {REPAIRED_WARNING}"
+        if self._doc.is_repaired and warning not in self.warnings:
+            self.warnings.append(warning)
 
     def _unlock(self, password: str | None) -> None:
         if not self._doc.needs_pass:
@@ -73,6 +92,8 @@ class PdfReader:
         except _MUPDF_ERRORS as exc:
             reason = " ".join(str(exc.args[0]).split()) if exc.args else type(exc).__name__
             raise self._source.fail(f"page {number} cannot be rendered ({reason})") from exc
+        finally:
+            self._note_repair()
         return Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
 
     def close(self) -> None:

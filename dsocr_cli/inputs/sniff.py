@@ -10,10 +10,14 @@ from pathlib import PurePath
 from typing import Literal
 
 from dsocr_cli.errors import InputError
-from dsocr_cli.inputs.discover import SUPPORTED_EXTENSIONS
 
 ImageFormat = Literal["png", "jpeg", "tiff", "gif", "webp", "bmp"]
 FileType = Literal["pdf", ImageFormat]
+
+SUPPORTED_EXTENSIONS = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp", ".bmp"})
+"""What a directory walk picks up when no ``--glob`` is given; the file's content still decides its type.
+
+Defined here (and re-exported by ``discover``) because ``discover`` sniffs streams, so it imports this module."""
 
 HEAD_SIZE = 1024
 """Bytes to read for sniffing: PDF readers accept ``%PDF-`` anywhere in the first kilobyte."""

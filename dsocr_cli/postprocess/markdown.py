@@ -2,13 +2,13 @@
 
 Markdown follows the official post-processing (grounding tags removed, figures cropped and linked, ``<center>``
 dropped, ``\\coloneqq``/``\\eqqcolon`` rewritten, blank-line runs collapsed); the other two are renderings of the
-same blocks for readers that want no markup or a browser.
+same blocks for readers that want no markup or a browser. Markdown and HTML pass the model's text and tables through
+the same sanitiser (``postprocess.sanitize``), so neither carries the model's scripts, handlers or unsafe links.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import re
 from collections.abc import Sequence
@@ -18,13 +18,8 @@ from typing import Literal
 from PIL import Image
 
 from dsocr_cli.postprocess.grounding import Block, crop_box
-from dsocr_cli.postprocess.tables import (
-    repair_table,
-    sanitize_table,
-    split_tables,
-    table_to_markdown,
-    table_to_text,
-)
+from dsocr_cli.postprocess.sanitize import escape_html, markdown_table, sanitize_markdown, sanitize_table
+from dsocr_cli.postprocess.tables import split_tables, table_to_markdown, table_to_text
 
 TableStyle = Literal["markdown", "html"]
 
@@ -64,7 +59,10 @@ def page_markdown(
     images_dirname: str | None,
     tables: TableStyle = "markdown",
 ) -> RenderedPage:
-    """Markdown for one page; each figure box becomes ``![](DIR/pNNN_K.png)``, none if ``images_dirname`` is None."""
+    """Markdown for one page; each figure box becomes ``![](DIR/pNNN_K.png)``, none if ``images_dirname`` is None.
+
+    Tables become pipe tables when nothing is lost (``tables="markdown"``), else sanitised HTML; the model's
+    other text is sanitised as Markdown (``sanitize.sanitize_markdown``)."""
     parts: list[str] = []
     images: list[tuple[str, Image.Image]] = []
     for block in blocks:
@@ -76,9 +74,9 @@ def page_markdown(
         for segment in split_tables(clean_text(block.text)):
             if segment.is_table:
                 converted = table_to_markdown(segment.text) if tables == "markdown" else None
-                parts.append(converted if converted is not None else repair_table(segment.text))
+                parts.append(converted if converted is not None else markdown_table(segment.text))
             else:
-                parts.append(segment.text.strip())
+                parts.append(sanitize_markdown(segment.text.strip()))
     return RenderedPage(_join(parts), images)
 
 
@@ -126,15 +124,15 @@ def _html_paragraphs(text: str, label: str | None) -> list[str]:
         heading = _HEADING.fullmatch(piece.strip())
         if heading:
             level = len(heading.group(1))
-            out.append(f"<h{level}>{html.escape(heading.group(2).strip())}</h{level}>")
+            out.append(f"<h{level}>{escape_html(heading.group(2).strip())}</h{level}>")
             continue
         for paragraph in _PARAGRAPH_BREAK.split(piece.strip()):
             if not paragraph:
                 continue
             if label_level:
-                out.append(f"<h{label_level}>{html.escape(paragraph)}</h{label_level}>")
+                out.append(f"<h{label_level}>{escape_html(paragraph)}</h{label_level}>")
             else:
-                out.append(f"<p{css}>{html.escape(paragraph)}</p>")
+                out.append(f"<p{css}>{escape_html(paragraph)}</p>")
     return out
 
 

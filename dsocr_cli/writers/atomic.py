@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,68 @@ from dsocr_cli.errors import OutputError
 LOCK_NAME = ".dsocr.lock"
 
 
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+"""``.<name>.<pid>.<random>.tmp``: a file being written by process ``pid``."""
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` (same file system, so the final rename is atomic)."""
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def commit_temp(temp: Path, path: Path) -> None:
+    """Flush ``temp`` to disk and rename it over ``path``; on failure ``temp`` is removed and nothing changes."""
+    try:
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise _cannot(path, exc) from exc
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove temporary files that an earlier, dead dsocr process left in ``directory`` (killed, power cut).
+
+    A file is stale when the process named in it no longer runs; files of live processes (another run,
+    this one) are left alone. Returns what was removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_NAME.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False) or _alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` only if the ``with`` body finishes; otherwise nothing is left behind."""
     make_dir(path.parent)
-    temp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temp = temp_path(path)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
     except OSError as exc:

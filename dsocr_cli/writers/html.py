@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 
 from dsocr_cli.postprocess.grounding import parse_blocks
 from dsocr_cli.postprocess.markdown import page_html
 from dsocr_cli.results import PageResult
-from dsocr_cli.writers.base import StringWriter
+from dsocr_cli.writers.base import FormatDocument, StringWriter
+from dsocr_cli.writers.provenance import html_meta
 
 _STYLE = (
     "body{max-width:56em;margin:2em auto;padding:0 1em;font-family:sans-serif;line-height:1.5}"
@@ -19,18 +19,26 @@ _STYLE = (
 )
 
 
-class HtmlWriter(StringWriter):
-    suffix = ".html"
+class HtmlDocument(FormatDocument):
+    joiner = "\n"
 
-    def render(self, source: str, results: Sequence[PageResult]) -> str:
-        sections = [
+    def head(self) -> str:
+        meta = html_meta(self.provenance) + "\n" if self.provenance else ""
+        return (
+            '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+            f"{meta}<title>{html.escape(self.source)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        )
+
+    def tail(self) -> str:
+        return "\n</body>\n</html>\n"
+
+    def page(self, result: PageResult, index: int) -> str:
+        return (
             f'<section class="page" id="page-{result.page.number}">\n'
             f"{page_html(parse_blocks(result.text), result.page.image)}\n</section>"
-            for result in results
-        ]
-        return (
-            "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{html.escape(source)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(sections)
-            + "\n</body>\n</html>\n"
         )
+
+
+class HtmlWriter(StringWriter):
+    suffix = ".html"
+    document_class = HtmlDocument

@@ -1,32 +1,39 @@
-"""JSON: one document with every page's facts, blocks and boxes, for programs rather than people."""
+"""JSON: one document with every page's facts, blocks and boxes, for programs rather than people.
+
+``{"source": ..., "dsocr": {provenance}, "pages": [...]}``; pages are serialised as they arrive.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from dsocr_cli.postprocess.grounding import box_to_pixels, parse_blocks
 from dsocr_cli.postprocess.markdown import TableStyle, clean_text, page_markdown
 from dsocr_cli.results import PageResult
-from dsocr_cli.writers.base import StringWriter
+from dsocr_cli.writers.base import FormatDocument, StringWriter
 
 
-class JsonWriter(StringWriter):
-    suffix = ".json"
+def _indented(value: Any, indent: str) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + indent)
 
-    def __init__(self, tables: TableStyle = "markdown") -> None:
-        """``tables`` shapes each page's ``text`` (Markdown without figure links); block text keeps table HTML."""
-        self.tables = tables
 
-    def render(self, source: str, results: Sequence[PageResult]) -> str:
-        document = {"source": source, "pages": [self._page(result) for result in results]}
-        return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+class JsonDocument(FormatDocument):
+    joiner = ",\n"
 
-    def _page(self, result: PageResult) -> dict[str, Any]:
+    def head(self) -> str:
+        head = '{\n  "source": ' + json.dumps(self.source, ensure_ascii=False) + ",\n"
+        if self.provenance:
+            head += '  "dsocr": ' + _indented(self.provenance, "  ") + ",\n"
+        return head + '  "pages": [' + ("\n" if self._pages else "")
+
+    def tail(self) -> str:
+        return ("\n  " if self._pages else "") + "]\n}\n"
+
+    def page(self, result: PageResult, index: int) -> str:
         image = result.page.image
         blocks = parse_blocks(result.text)
-        return {
+        data = {
             "number": result.page.number,
             "width": image.width,
             "height": image.height,
@@ -35,6 +42,7 @@ class JsonWriter(StringWriter):
             "vision_tokens": result.vision_tokens,
             "generated_tokens": result.generated_tokens,
             "finished": result.finished,
+            "looped": result.looped,
             "retried": result.retried,
             "seconds": round(result.seconds, 3),
             "blocks": [
@@ -46,5 +54,15 @@ class JsonWriter(StringWriter):
                 }
                 for block in blocks
             ],
-            "text": page_markdown(blocks, image, result.page.number, None, self.tables).text,
+            "text": page_markdown(blocks, image, result.page.number, None, self.writer.tables).text,
         }
+        return "    " + _indented(data, "    ")
+
+
+class JsonWriter(StringWriter):
+    suffix = ".json"
+    document_class = JsonDocument
+
+    def __init__(self, tables: TableStyle = "markdown") -> None:
+        """``tables`` shapes each page's ``text`` (Markdown without figure links); block text keeps table HTML."""
+        self.tables = tables

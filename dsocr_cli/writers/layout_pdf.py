@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw, ImageFont
 from dsocr_cli.errors import OutputError
 from dsocr_cli.postprocess.grounding import Block, box_to_pixels, parse_blocks
 from dsocr_cli.results import PageResult
-from dsocr_cli.writers.atomic import atomic_write_bytes
-from dsocr_cli.writers.base import Writer
+from dsocr_cli.writers.atomic import commit_temp, make_dir, temp_path
+from dsocr_cli.writers.base import DocumentWriter, Provenance, Writer
 
 _PALETTE = [
     (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -48,21 +48,59 @@ def draw_layout(image: Image.Image, blocks: Sequence[Block]) -> Image.Image:
     return Image.alpha_composite(page, overlay).convert("RGB")
 
 
+class LayoutPdfDocument(DocumentWriter):
+    """Pages are drawn as they arrive and appended to a temporary PDF beside the target with an incremental save,
+    so neither page images nor the growing PDF are held in memory; ``finish`` renames it into place."""
+
+    def __init__(self, source: str, target: Path | None, provenance: Provenance | None) -> None:
+        if target is None:
+            raise OutputError("--layout-pdf writes a file; give -o")
+        super().__init__(source, target, provenance)
+        self._temp = temp_path(target)
+        self._pages = 0
+
+    def add(self, result: PageResult) -> None:
+        drawn = draw_layout(result.page.image, parse_blocks(result.text))
+        buffer = io.BytesIO()
+        drawn.save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+        try:
+            if self._pages == 0:
+                make_dir(self._temp.parent)
+                document = pymupdf.open()
+            else:
+                document = pymupdf.open(self._temp)
+            try:
+                pdf_page = document.new_page(width=drawn.width, height=drawn.height)
+                pdf_page.insert_image(pdf_page.rect, stream=buffer.getvalue())
+                if self._pages == 0:
+                    document.save(self._temp, deflate=True)
+                else:
+                    document.saveIncr()
+            finally:
+                document.close()
+        except OSError as exc:
+            self._temp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.target}: {exc.strerror or exc}") from exc
+        except RuntimeError as exc:
+            self._temp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.target}: {exc}") from exc
+        self._pages += 1
+
+    def finish(self) -> list[Path]:
+        """One PDF page per page image, one PDF point per pixel."""
+        assert self.target is not None
+        if not self._pages:
+            raise OutputError(f"cannot write {self.target}: no pages to draw")
+        commit_temp(self._temp, self.target)
+        return [self.target]
+
+    def discard(self) -> None:
+        self._temp.unlink(missing_ok=True)
+        super().discard()
+
+
 class LayoutPdfWriter(Writer):
     suffix = "_layouts.pdf"
 
-    def write(self, source: str, results: Sequence[PageResult], target: Path) -> list[Path]:
-        """One PDF page per page image, one PDF point per pixel."""
-        if not results:
-            raise OutputError(f"cannot write {target}: no pages to draw")
-        document = pymupdf.open()
-        for result in results:
-            drawn = draw_layout(result.page.image, parse_blocks(result.text))
-            buffer = io.BytesIO()
-            drawn.save(buffer, format="JPEG", quality=_JPEG_QUALITY)
-            pdf_page = document.new_page(width=drawn.width, height=drawn.height)
-            pdf_page.insert_image(pdf_page.rect, stream=buffer.getvalue())
-        data = document.tobytes(deflate=True)
-        document.close()
-        atomic_write_bytes(target, data)
-        return [target]
+    def open(self, source: str, target: Path | None, provenance: Provenance | None = None) -> LayoutPdfDocument:
+        return LayoutPdfDocument(source, target, provenance)

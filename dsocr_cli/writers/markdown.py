@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
-
+from dsocr_cli.defaults import PAGE_SEPARATOR
 from dsocr_cli.postprocess.grounding import parse_blocks
-from dsocr_cli.postprocess.markdown import (
-    RenderedPage,
-    TableStyle,
-    page_markdown,
-    png_bytes,
-)
+from dsocr_cli.postprocess.markdown import TableStyle, page_markdown, png_bytes
 from dsocr_cli.results import PageResult
-from dsocr_cli.writers.atomic import atomic_write_bytes, atomic_write_text
-from dsocr_cli.writers.base import StringWriter
+from dsocr_cli.writers.atomic import atomic_write_bytes
+from dsocr_cli.writers.base import FormatDocument, StringWriter
+from dsocr_cli.writers.provenance import markdown_comment
 
-DEFAULT_PAGE_SEPARATOR = "<!-- page {number} -->"
+DEFAULT_PAGE_SEPARATOR = PAGE_SEPARATOR
 
 
 def images_dirname(path: Path) -> str:
@@ -26,37 +20,49 @@ def images_dirname(path: Path) -> str:
     return f"{path.stem}_images"
 
 
+def check_page_separator(separator: str) -> None:
+    """Raise ValueError (with the reason) when ``separator`` is not a valid template for page numbers."""
+    try:
+        separator.format(number=1)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        reason = f"unknown field {{{exc.args[0]}}}" if isinstance(exc, (KeyError, IndexError)) else str(exc)
+        raise ValueError(f"{reason}; the only field is {{number}} (write {{{{ and }}}} for braces)") from None
+
+
+class MarkdownDocument(FormatDocument):
+    joiner = "\n\n"
+
+    def head(self) -> str:
+        return markdown_comment(self.provenance) + "\n\n" if self.provenance else ""
+
+    def tail(self) -> str:
+        return "\n"
+
+    def page(self, result: PageResult, index: int) -> str:
+        """The page's Markdown; on a file target its figures are saved now, so the page image can go.
+
+        Figures are written before the Markdown that links them, so a document never links to a figure
+        that is not there yet. On stdout figures are left out (no image files are written beside it).
+        """
+        dirname = images_dirname(self.target) if self.target is not None else None
+        rendered = page_markdown(
+            parse_blocks(result.text), result.page.image, result.page.number, dirname, self.writer.tables
+        )
+        assert self.target is not None or not rendered.images
+        for name, image in rendered.images:
+            path = self.target.parent / name
+            atomic_write_bytes(path, png_bytes(image))
+            self.written.append(path)
+        separator = self.writer.page_separator.format(number=result.page.number)
+        return "\n\n".join(part for part in (separator, rendered.text) if part)
+
+
 class MarkdownWriter(StringWriter):
     suffix = ".md"
+    document_class = MarkdownDocument
 
-    def __init__(self, page_separator: str = DEFAULT_PAGE_SEPARATOR, tables: TableStyle = "markdown") -> None:
+    def __init__(self, page_separator: str = PAGE_SEPARATOR, tables: TableStyle = "markdown") -> None:
         """``page_separator`` goes before each page (``{number}`` is the page number; empty for none)."""
+        check_page_separator(page_separator)
         self.page_separator = page_separator
         self.tables = tables
-
-    def render(self, source: str, results: Sequence[PageResult]) -> str:
-        """The Markdown alone, for stdout: figures are left out, since no image files are written beside it."""
-        return self._build(results, None).text
-
-    def write(self, source: str, results: Sequence[PageResult], target: Path) -> list[Path]:
-        """Figures first, then the Markdown, so the document never links to a figure that is not there yet."""
-        document = self._build(results, images_dirname(target))
-        written: list[Path] = []
-        for name, image in document.images:
-            path = target.parent / name
-            atomic_write_bytes(path, png_bytes(image))
-            written.append(path)
-        atomic_write_text(target, document.text)
-        return [*written, target]
-
-    def _build(self, results: Sequence[PageResult], dirname: str | None) -> RenderedPage:
-        pages: list[str] = []
-        images: list[tuple[str, Image.Image]] = []
-        for result in results:
-            page = page_markdown(
-                parse_blocks(result.text), result.page.image, result.page.number, dirname, self.tables
-            )
-            separator = self.page_separator.format(number=result.page.number)
-            pages.append("\n\n".join(part for part in (separator, page.text) if part))
-            images.extend(page.images)
-        return RenderedPage("\n\n".join(pages) + "\n", images)

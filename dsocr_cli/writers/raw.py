@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dsocr_cli.results import PageResult
-from dsocr_cli.writers.base import StringWriter
+from dsocr_cli.writers.base import FormatDocument, StringWriter
 
 PAGE_SPLIT = "\n<--- Page Split --->\n"
 
 
+class RawDocument(FormatDocument):
+    joiner = PAGE_SPLIT
+
+    def page(self, result: PageResult, index: int) -> str:
+        return result.text
+
+
 class RawWriter(StringWriter):
     suffix = "_det.mmd"
-
-    def render(self, source: str, results: Sequence[PageResult]) -> str:
-        return PAGE_SPLIT.join(result.text for result in results)
+    document_class = RawDocument

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dsocr_cli.postprocess.grounding import parse_blocks
 from dsocr_cli.postprocess.markdown import page_text
 from dsocr_cli.results import PageResult
-from dsocr_cli.writers.base import StringWriter
+from dsocr_cli.writers.base import FormatDocument, StringWriter
 
 PAGE_BREAK = "\f"
 
 
+class TextDocument(FormatDocument):
+    joiner = PAGE_BREAK
+
+    def page(self, result: PageResult, index: int) -> str:
+        return page_text(parse_blocks(result.text)) + "\n"
+
+
 class TextWriter(StringWriter):
     suffix = ".txt"
-
-    def render(self, source: str, results: Sequence[PageResult]) -> str:
-        return PAGE_BREAK.join(page_text(parse_blocks(result.text)) + "\n" for result in results)
+    document_class = TextDocument

@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import DynamicCache, LogitsProcessorList
 from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
 
-from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
+from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram, tail_repeats
 from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.loader import LoadedV1
@@ -43,6 +43,30 @@ class Generation:
 
     token_ids: list[int]
     finished: bool
+
+    @property
+    def looped(self) -> bool:
+        """Stopped at the token limit with a tail that repeats (``engine.guard.tail_repeats``): a model loop,
+        as opposed to a page that was merely longer than the limit."""
+        return not self.finished and tail_repeats(self.token_ids)
+
+
+class NonFiniteLogits(Exception):
+    """The model produced NaN or infinite logits (damaged weights or a dtype overflow); callers name the page."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"NaN/inf logits in row {row}")
+        self.row = row
+
+
+def check_finite(logits: torch.Tensor) -> None:
+    """Raise ``NonFiniteLogits`` for the first row of (rows, vocab) ``logits`` holding a NaN or an infinity.
+
+    One reduction and one device sync per call (a decode step already syncs to read its tokens).
+    """
+    finite = torch.isfinite(logits).all(dim=-1)
+    if not bool(finite.all()):
+        raise NonFiniteLogits(int((~finite).nonzero()[0, 0]))
 
 
 @dataclass
@@ -113,19 +137,25 @@ class V1Runner:
         ngram_window: int = 50,
         on_text: Callable[[str], None] | None = None,
     ) -> Generation:
+        """Greedy decoding of one page; raises ``NonFiniteLogits`` as soon as a step's logits are not finite
+        (checked on the LM head's output, before any logits processor can set -inf on purpose)."""
         ids = self.loaded.token_ids
         processors = LogitsProcessorList()
         if ngram_size > 0:
             processors.append(self.guard(ngram_size, ngram_window, prompt_length=len(request.input_ids)))
-        output = self.loaded.model.generate(
-            **self.model_inputs(request),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            logits_processor=processors,
-            eos_token_id=ids.eos,
-            pad_token_id=ids.eos,
-            streamer=None if on_text is None else self.streamer(on_text),
-        )
+        hook = self.loaded.model.lm_head.register_forward_hook(lambda head, inputs, logits: check_finite(logits[:, -1]))
+        try:
+            output = self.loaded.model.generate(
+                **self.model_inputs(request),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                logits_processor=processors,
+                eos_token_id=ids.eos,
+                pad_token_id=ids.eos,
+                streamer=None if on_text is None else self.streamer(on_text),
+            )
+        finally:
+            hook.remove()
         generated = output[0, len(request.input_ids) :].tolist()
         finished = bool(generated) and generated[-1] == ids.eos
         return Generation(token_ids=generated[:-1] if finished else generated, finished=finished)
