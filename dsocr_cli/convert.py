@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from dsocr_cli import __version__
 from dsocr_cli.defaults import DEFAULT_MODEL, DPI, PAGE_SEPARATOR, RETRY_NGRAM_SIZE, RETRY_NGRAM_WINDOW
 from dsocr_cli.engine.backend import Backend, ConvertOptions, PageRequest
-from dsocr_cli.errors import DsocrError, ExitCode, InputError, OutputError, UsageError
+from dsocr_cli.errors import DsocrError, ExitCode, InputError, OutputError, UsageError, stdout_error
 from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.pages import Document, PageSelection, open_document
 from dsocr_cli.outputs import (
@@ -289,6 +289,7 @@ def run(
             documents.append(DocumentRun(source, plan))
         stack.callback(close_all, documents)
         reporter.start(len(documents))
+        stack.callback(reporter.stop)
         if reporter.wants_page_totals:
             count_pages(job, documents, summary, reporter)
         remaining = iter(documents)
@@ -454,14 +455,14 @@ def write_stdout(stdout: TextIO, text: str) -> None:
     try:
         stdout.write(text)
     except OSError as exc:
-        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+        raise stdout_error(exc) from exc
 
 
 def flush_stdout(stdout: TextIO) -> None:
     try:
         stdout.flush()
     except OSError as exc:
-        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+        raise stdout_error(exc) from exc
 
 
 def announce(doc: DocumentRun, summary: RunSummary, reporter: Reporter) -> None:

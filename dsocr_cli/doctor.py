@@ -18,8 +18,8 @@ from typing import Any, Literal
 from huggingface_hub import constants
 
 from dsocr_cli import __version__
-from dsocr_cli.errors import DsocrError
 from dsocr_cli.defaults import DEFAULT_MODEL
+from dsocr_cli.errors import DsocrError
 from dsocr_cli.hub import (
     CachedModel,
     cached_models,
@@ -27,6 +27,7 @@ from dsocr_cli.hub import (
     hub_cache,
     human_size,
 )
+from dsocr_cli.messages import redact
 from dsocr_cli.models.v1.layout import CheckpointSpec, tensor_shapes
 
 PACKAGES = (
@@ -301,7 +302,7 @@ def examine_environment(report: Report) -> None:
     else:
         token = "not set"
     report.environment = {
-        "HF_ENDPOINT": constants.ENDPOINT,
+        "HF_ENDPOINT": redact(constants.ENDPOINT),
         "HF_HOME": constants.HF_HOME,
         "HF_HUB_CACHE": constants.HF_HUB_CACHE,
         "HF_HUB_OFFLINE": "1" if offline else "0",

@@ -158,10 +158,14 @@ class Reporter:
     def error(self, message: str) -> None:
         self.console.print(f"[red]error:[/] {escape(clean(message))}", highlight=False, soft_wrap=True)
 
-    def finish(self, summary_line: str, failed: bool) -> None:
+    def stop(self) -> None:
+        """Take the live display down (also on errors and signals, so the terminal's cursor comes back)."""
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+    def finish(self, summary_line: str, failed: bool) -> None:
+        self.stop()
         if not self.quiet and (self.console.is_terminal or self.verbose or failed or self.mode == "plain"):
             self._print(summary_line)
 

@@ -7,8 +7,7 @@ import signal
 import sys
 import threading
 import warnings
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,8 +36,6 @@ from dsocr_cli.config import CONFIGURED_COMMANDS, ConfigFile, config_path, load_
 from dsocr_cli.errors import EXIT_CODE_MEANINGS, DsocrError, ExitCode, Stopped, UsageError, stdout_error
 from dsocr_cli.messages import clean
 
-if TYPE_CHECKING:
-    from dsocr_cli.convert import OutputTarget
 
 # Start-up cost is part of the interface: --help, --version, shell completion and `config path` import
 # nothing beyond typer and rich (no torch, transformers or hub client); each command imports what it uses.
@@ -334,12 +331,12 @@ def stop_on_signal(signum: int, frame: object) -> None:
 
 def install_signal_handlers() -> dict[int, object]:
     """SIGPIPE back to the default action (a closed pipe ends dsocr silently, as it does `cat`), and
-    SIGTERM/SIGHUP handled like Ctrl-C. Returns the stop signals' previous handlers (main restores them,
+    SIGTERM/SIGHUP handled like Ctrl-C. Returns the previous handlers of all three (main restores them,
     so an in-process caller keeps its own). Outside the main thread nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+    previous = {signal.SIGPIPE: signal.getsignal(signal.SIGPIPE)}
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    previous = {}
     for signum in STOP_SIGNALS:
         previous[signum] = signal.getsignal(signum)
         signal.signal(signum, stop_on_signal)
