@@ -45,6 +45,7 @@ from transformers import UnlimitedOcrForConditionalGeneration
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging as hf_logging
 
+from dsocr_cli import defaults
 from dsocr_cli.devices import resolve_device, resolve_dtype
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, auto_batch_size
@@ -80,7 +81,7 @@ official model's split between vision and decoding time (a Gundam page's encoder
 to 200 decode steps), so the batch-1 baseline is not dominated by either."""
 PAGE_SIZES = ((1190, 1684), (1224, 1584))
 """A4 and US letter at 144 dpi, alternating."""
-MODE = "gundam"
+MODE = defaults.MODE
 RSS_SAMPLE_SECONDS = 0.01
 
 

@@ -42,7 +42,7 @@ from dsocr_cli.progress import Reporter
 from dsocr_cli.results import Page, PageResult
 from dsocr_cli.writers import FORMATS
 from dsocr_cli.writers.atomic import atomic_write_text, directory_lock, make_dir, remove_stale_temps
-from dsocr_cli.writers.base import DocumentWriter, StringWriter, TextDocument, Writer
+from dsocr_cli.writers.base import DocumentWriter, TextDocument, Writer
 from dsocr_cli.writers.markdown import MarkdownWriter
 
 __all__ = ["ConvertJob", "OutputTarget", "RunSummary", "run"]

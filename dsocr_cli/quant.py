@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsocr_cli import __version__
 from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.processes import process_exists
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +72,8 @@ QUANT_CHOICES = ("auto", "none", *EXPERT_KINDS)
 CPU_AUTO_QUANT = "none"
 """Fastest on CPU by measurement (module docstring); also what MPS gets, bitsandbytes' MPS support being partial."""
 KV_CONTEXT_TOKENS = 8192
-"""v1's context length: the KV cache a single page can grow to."""
+"""v1's context length: the KV cache a single page can grow to. The model's ``max_position_embeddings``
+(official config.json), not ``defaults.MAX_NEW_TOKENS``, the user's ``--max-tokens`` that happens to be equal."""
 ACTIVATION_HEADROOM = 2 * 2**30
 BITSANDBYTES_LOGGER = "bitsandbytes"
 """The root of bitsandbytes' loggers: every notice it prints while being imported is a record below it."""
@@ -268,19 +270,6 @@ def find_quantized(directory: Path, quant: str) -> Path | None:
 def scratch_name(entry: Path) -> str:
     """The scratch folder this process builds ``entry`` in: it names the host and process that own it."""
     return f"{BUILDING_PREFIX}{entry.name}@{socket.gethostname()}-{os.getpid()}"
-
-
-def process_exists(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (one of another user counts: it exists)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:  # not a process id at all
-        return False
-    return True
 
 
 def remove_stale_builds(root: Path) -> list[Path]:

@@ -41,6 +41,6 @@ class PageResult:
     retried: bool = False
     """True when the page looped and was re-run with a stronger no-repeat setting."""
     looped: bool = False
-    """True when the page hit the token limit with a repeating tail (``engine.guard.tail_repeats``), after
+    """True when the page hit the token limit with a repeating tail (``generation.guard.tail_repeats``), after
     any retry: a model loop. ``finished`` False with ``looped`` False is a page merely cut off at the limit."""
     token_ids: list[int] = field(default_factory=list, repr=False)

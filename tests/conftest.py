@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 from transformers.utils import logging as hf_logging
 
-from dsocr_cli.testing.checkpoint import SHARD_NAME, write_checkpoint
+from dsocr_cli.testing.checkpoint import write_checkpoint
+from tests.checkpoints import always_emit, rewritten_checkpoint
 from tests.cli_support import Run, call_main, isolation
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,26 +43,13 @@ def eos_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
     """The tiny checkpoint rewired so greedy decoding emits EOS at the first step, whatever the page.
 
     Random weights never finish a page, so this is the only way to see a page end as a real one does
-    (and a run exit 0). Hidden dimension 0 carries a large constant from every token embedding; no layer
-    writes to it (its rows of every output projection are zero), so after the final norm it is positive
-    at the last position, and the LM head turns exactly that dimension into the EOS logit, all others 0.
+    (and a run exit 0); see ``tests.checkpoints.always_emit``.
     """
-    from safetensors.torch import load_file, save_file
     from tokenizers import Tokenizer
 
-    path = tmp_path_factory.mktemp("ckpt") / "eos"
-    shutil.copytree(tiny_checkpoint, path)
-    eos_text = json.loads((path / "special_tokens_map.json").read_text())["eos_token"]["content"]
-    eos = Tokenizer.from_file(str(path / "tokenizer.json")).token_to_id(eos_text)
-    tensors = load_file(str(path / SHARD_NAME))
-    tensors["model.embed_tokens.weight"][:, 0] = 1000.0
-    for name, tensor in tensors.items():
-        if name.startswith("model.layers.") and name.endswith(("o_proj.weight", "down_proj.weight")):
-            tensor[0, :] = 0.0
-    tensors["model.norm.weight"][0] = 1.0
-    tensors["lm_head.weight"].zero_()
-    tensors["lm_head.weight"][eos, 0] = 1.0
-    save_file(tensors, str(path / SHARD_NAME), metadata={"format": "pt"})
+    special = json.loads((tiny_checkpoint / "special_tokens_map.json").read_text())
+    eos = Tokenizer.from_file(str(tiny_checkpoint / "tokenizer.json")).token_to_id(special["eos_token"]["content"])
+    path = rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "eos", always_emit(eos))
     return path
 
 

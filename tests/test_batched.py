@@ -8,8 +8,6 @@ retried; NaN/inf logits stop the run as a model error.
 from __future__ import annotations
 
 import io
-import shutil
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -17,24 +15,23 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from dsocr_cli.cli.app import main
 from dsocr_cli.convert import ConvertJob, OutputTarget, run
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import auto_batch_size, page_kv_bytes
-from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.local import LocalBackend
 from dsocr_cli.errors import ExitCode, InputError, ModelError
+from dsocr_cli.generation.kvcache import RowCache
 from dsocr_cli.inputs.discover import discover
 from dsocr_cli.models.registry import load_runner
 from dsocr_cli.models.v1.loader import load_v1
 from dsocr_cli.models.v1.runner import V1Runner
 from dsocr_cli.progress import Reporter
 from dsocr_cli.results import Page
-from dsocr_cli.testing.checkpoint import SHARD_NAME
 from dsocr_cli.testing.images import make_page_image
+from tests.checkpoints import always_emit, rewritten_checkpoint
 from tests.cli_support import FAST, make_image
 
 MIXED = {  # (width, height, mode, max_new_tokens) per page
@@ -244,15 +241,6 @@ def test_out_of_memory_at_one_page_is_a_model_error_suggesting_nf4(tiny_runner, 
 # ---------------------------------------------------------------- loops, truncation, damaged weights
 
 
-def rewritten_checkpoint(source: Path, target: Path, rewrite: Callable[[dict[str, torch.Tensor]], None]) -> Path:
-    """A copy of the checkpoint at ``source`` whose tensors ``rewrite`` has changed in place."""
-    shutil.copytree(source, target)
-    tensors = load_file(str(target / SHARD_NAME))
-    rewrite(tensors)
-    save_file(tensors, str(target / SHARD_NAME), metadata={"format": "pt"})
-    return target
-
-
 def nan_weights(tensors: dict[str, torch.Tensor]) -> None:
     """One NaN in the first decoder layer's MLP, as a damaged download has: it reaches every logit."""
     tensors["model.layers.0.mlp.down_proj.weight"][0, 0] = float("nan")
@@ -270,16 +258,7 @@ def loop_runner(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     ``table`` gives way to id 0 (every other logit is 0), so a guarded page loops too, nudged every 20 tokens."""
     table = Tokenizer.from_file(str(tiny_checkpoint / "tokenizer.json")).token_to_id("table")
 
-    def always_table(tensors: dict[str, torch.Tensor]) -> None:
-        tensors["model.embed_tokens.weight"][:, 0] = 1000.0
-        for name, tensor in tensors.items():
-            if name.startswith("model.layers.") and name.endswith(("o_proj.weight", "down_proj.weight")):
-                tensor[0, :] = 0.0
-        tensors["model.norm.weight"][0] = 1.0
-        tensors["lm_head.weight"].zero_()
-        tensors["lm_head.weight"][table, 0] = 1.0
-
-    path = rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "loop", always_table)
+    path = rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "loop", always_emit(table))
     return load_runner(path, torch.device("cpu"), torch.float32)
 
 

@@ -16,11 +16,11 @@ from dsocr_cli import __version__, defaults
 from dsocr_cli.cli import doctor as doctor_cli
 from dsocr_cli.cli import models as models_cli
 from dsocr_cli.cli.options import (
+    DEFAULT_MODE,
     DeviceOpt,
     DtypeOpt,
     FormatName,
     ModelOpt,
-    ModeName,
     ModeOpt,
     OfflineOpt,
     OutputOpt,
@@ -69,7 +69,7 @@ Exit codes: """ + "; ".join(f"{int(code)} {meaning}" for code, meaning in EXIT_C
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="PDF or image files, directories, or - for stdin.")],
     model: ModelOpt = defaults.DEFAULT_MODEL,
-    mode: ModeOpt = ModeName.gundam,
+    mode: ModeOpt = DEFAULT_MODE,
     prompt: PromptOpt = defaults.PROMPT,
     output_format: Annotated[
         FormatName, typer.Option("--format", "-f", envvar="DSOCR_FORMAT", help="Output format.")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dsocr_cli import defaults
 from dsocr_cli.models.v1.prompts import PROMPT_CHOICES
 
 
@@ -16,6 +17,10 @@ class ModeName(str, Enum):
     base = "base"
     large = "large"
     gundam = "gundam"
+
+
+DEFAULT_MODE = ModeName(defaults.MODE)
+"""``--mode`` when it is not given (``dsocr_cli.defaults.MODE``)."""
 
 
 class FormatName(str, Enum):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dsocr_cli import defaults
 from dsocr_cli.errors import UsageError
 from dsocr_cli.results import Page, PageResult
 
@@ -20,11 +21,11 @@ from dsocr_cli.results import Page, PageResult
 class ConvertOptions:
     """Per-run generation settings (defaults = the official PDF pipeline)."""
 
-    mode: str = "gundam"
-    prompt: str = "markdown"
-    max_new_tokens: int = 8192
-    ngram_size: int = 20
-    ngram_window: int = 50
+    mode: str = defaults.MODE
+    prompt: str = defaults.PROMPT
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    ngram_size: int = defaults.NGRAM_SIZE
+    ngram_window: int = defaults.NGRAM_WINDOW
 
 
 @dataclass

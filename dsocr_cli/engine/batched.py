@@ -51,11 +51,11 @@ import psutil
 import torch
 
 from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
-from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram
-from dsocr_cli.engine.kvcache import RowCache
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
-from dsocr_cli.engine.streaming import TextCallbackStreamer
 from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
+from dsocr_cli.generation.kvcache import RowCache
+from dsocr_cli.generation.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import Generation, NonFiniteLogits, V1Request, V1Runner, check_finite

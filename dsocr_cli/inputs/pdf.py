@@ -7,10 +7,11 @@ import math
 import pymupdf
 from PIL import Image
 
+from dsocr_cli.defaults import DPI
 from dsocr_cli.inputs.discover import InputSource
 
-DEFAULT_DPI = 144
-"""The official DeepSeek-OCR pipeline renders PDFs at 144 dpi; the model was tuned on such pages."""
+DEFAULT_DPI = DPI
+"""``dsocr_cli.defaults.DPI``, under the name ``dsocr_cli.inputs`` exports."""
 
 _MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 """What PyMuPDF raises for a damaged file: its own RuntimeErrors and the raw MuPDF exceptions."""

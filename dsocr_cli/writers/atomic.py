@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dsocr_cli.errors import OutputError
+from dsocr_cli.processes import process_exists
 
 LOCK_NAME = ".dsocr.lock"
 
@@ -58,24 +59,15 @@ def remove_stale_temps(directory: Path) -> list[Path]:
         return removed
     for entry in entries:
         match = TEMP_NAME.fullmatch(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False) or _alive(int(match["pid"])):
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or process_exists(pid):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
             removed.append(Path(entry.path))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -16,9 +16,10 @@ from PIL import Image
 from transformers import DynamicCache, LogitsProcessorList
 from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
 
-from dsocr_cli.engine.guard import SlidingWindowNoRepeatNGram, tail_repeats
-from dsocr_cli.engine.kvcache import RowCache
-from dsocr_cli.engine.streaming import TextCallbackStreamer
+from dsocr_cli import defaults
+from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram, tail_repeats
+from dsocr_cli.generation.kvcache import RowCache
+from dsocr_cli.generation.streaming import TextCallbackStreamer
 from dsocr_cli.models.v1.loader import LoadedV1
 from dsocr_cli.models.v1.preprocess import PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
@@ -46,7 +47,7 @@ class Generation:
 
     @property
     def looped(self) -> bool:
-        """Stopped at the token limit with a tail that repeats (``engine.guard.tail_repeats``): a model loop,
+        """Stopped at the token limit with a tail that repeats (``generation.guard.tail_repeats``): a model loop,
         as opposed to a page that was merely longer than the limit."""
         return not self.finished and tail_repeats(self.token_ids)
 
@@ -133,8 +134,8 @@ class V1Runner:
         self,
         request: V1Request,
         max_new_tokens: int,
-        ngram_size: int = 20,
-        ngram_window: int = 50,
+        ngram_size: int = defaults.NGRAM_SIZE,
+        ngram_window: int = defaults.NGRAM_WINDOW,
         on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         """Greedy decoding of one page; raises ``NonFiniteLogits`` as soon as a step's logits are not finite
