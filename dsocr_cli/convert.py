@@ -288,16 +288,18 @@ def run(
                     reporter.info(f"{source.name}: redoing {plan.main}: {reason}")
             documents.append(DocumentRun(source, plan))
         stack.callback(close_all, documents)
-        reporter.start(len(documents))
+        total = count_pages(job, documents, summary, reporter) if reporter.wants_page_totals else None
         stack.callback(reporter.stop)
-        if reporter.wants_page_totals:
-            count_pages(job, documents, summary, reporter)
         remaining = iter(documents)
         for doc in remaining:
             if doc.failed:
                 continue
             if doc.document is not None or doc.open(job):
-                backend = backend_factory()
+                backend = backend_factory()  # shows "loading model ..." itself
+                # The live display starts only now: a spinner and a bar cannot share the terminal.
+                reporter.start(sum(1 for other in documents if not other.failed))
+                if total is not None:
+                    reporter.set_page_total(total)
                 convert_all(job, backend, chain([doc], remaining), writer, reporter, summary, stdout)
                 break
             fail(doc, doc.error, summary, reporter)
@@ -305,7 +307,7 @@ def run(
     return summary
 
 
-def count_pages(job: ConvertJob, documents: list[DocumentRun], summary: RunSummary, reporter: Reporter) -> None:
+def count_pages(job: ConvertJob, documents: list[DocumentRun], summary: RunSummary, reporter: Reporter) -> int:
     """Open every document once to learn its page count (for the progress display), reporting bad inputs now."""
     total = 0
     for doc in documents:
@@ -314,7 +316,7 @@ def count_pages(job: ConvertJob, documents: list[DocumentRun], summary: RunSumma
             continue
         total += doc.page_count
         doc.close()
-    reporter.set_page_total(total)
+    return total
 
 
 def convert_all(

@@ -152,7 +152,7 @@ def convert(
     from dsocr_cli.engine.backend import ConvertOptions, parse_batch_size
     from dsocr_cli.inputs import close_sources, discover, parse_size
     from dsocr_cli.inputs.pages import parse_page_ranges
-    from dsocr_cli.models.v1.prompts import resolve_prompt
+    from dsocr_cli.models.registry import resolve_prompt
     from dsocr_cli.outputs import is_own_output, parse_output
     from dsocr_cli.progress import Reporter
     from dsocr_cli.writers import FORMATS

@@ -8,16 +8,10 @@ from typing import Annotated
 import typer
 
 from dsocr_cli import defaults
-from dsocr_cli.models.v1.prompts import PROMPT_CHOICES
+from dsocr_cli.models import registry
 
-
-class ModeName(str, Enum):
-    tiny = "tiny"
-    small = "small"
-    base = "base"
-    large = "large"
-    gundam = "gundam"
-
+ModeName = Enum("ModeName", {name: name for name in registry.mode_names()}, type=str)
+"""``--mode`` choices: every mode of every model family (``dsocr_cli.models.registry``); pure-Python tables."""
 
 DEFAULT_MODE = ModeName(defaults.MODE)
 """``--mode`` when it is not given (``dsocr_cli.defaults.MODE``)."""
@@ -79,12 +73,12 @@ ModeOpt = Annotated[
     typer.Option(
         "--mode",
         envvar="DSOCR_MODE",
-        help="Resolution: tiny 512px/64 tokens, small 640/100, base 1024/256, large 1280/400, gundam 640px tiles + 1024 view.",
+        help=registry.mode_help(),
     ),
 ]
 PromptOpt = Annotated[
     str,
-    typer.Option("--prompt", "-p", envvar="DSOCR_PROMPT", help=f"Task: {', '.join(PROMPT_CHOICES)}."),
+    typer.Option("--prompt", "-p", envvar="DSOCR_PROMPT", help=f"Task: {', '.join(registry.prompt_choices())}."),
 ]
 OutputOpt = Annotated[
     str | None,

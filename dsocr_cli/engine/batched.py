@@ -26,7 +26,7 @@ Batch size (``auto_batch_size``): the memory a live page needs is its key/value 
 
 with the mode's largest image (Gundam: a 1x9 tile grid plus the global view, 1,263 positions). The
 vision encoder's activations come on top, per view about 3 * sam_heads * (view_px / 16)^4 * 4 bytes
-(SAM's global-attention position bias; ``V1Runner.view_bytes``): encoder calls are cut to stay within
+(SAM's global-attention position bias; ``FamilyRunner.view_bytes``): encoder calls are cut to stay within
 ``VISION_SHARE`` of free memory, and one view of the mode is reserved. Then
 
     batch = clamp(floor((free * USABLE_SHARE - one view) / page_bytes), 1, cap)
@@ -52,13 +52,12 @@ import torch
 
 from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
 from dsocr_cli.engine.prefetch import Loaded, Prefetcher
-from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.errors import ModelError
 from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.generation.kvcache import RowCache
+from dsocr_cli.generation.outcome import Generation, NonFiniteLogits, check_finite
 from dsocr_cli.generation.streaming import TextCallbackStreamer
-from dsocr_cli.models.v1.preprocess import MODES, PreparedImage, candidate_grids, count_image_tokens, prepare_image
-from dsocr_cli.models.v1.prompts import resolve_prompt
-from dsocr_cli.models.v1.runner import Generation, NonFiniteLogits, V1Request, V1Runner, check_finite
+from dsocr_cli.models.family import FamilyRunner, PageInputs, PreparedPage
 from dsocr_cli.results import Page, PageResult
 
 DELIVERY_WINDOW = 4
@@ -82,29 +81,24 @@ def free_memory(device: torch.device) -> int:
     return psutil.virtual_memory().available
 
 
-def page_kv_bytes(runner: V1Runner, options: ConvertOptions) -> int:
+def page_kv_bytes(runner: FamilyRunner, options: ConvertOptions) -> int:
     """Key/value cache bytes of one page at its token limit (see the module docstring)."""
-    text = runner.loaded.model.config.text_config
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * runner.loaded.dtype.itemsize
-    mode = MODES[options.mode]
-    grids = candidate_grids() if mode.crop else [(1, 1)]
-    positions = max(count_image_tokens(mode, grid) for grid in grids)
-    return per_token * (positions + PROMPT_TEXT_TOKENS + options.max_new_tokens)
+    positions = runner.mode(options.mode).max_image_tokens
+    return runner.kv_bytes_per_token * (positions + PROMPT_TEXT_TOKENS + options.max_new_tokens)
 
 
-def auto_batch_size(runner: V1Runner, options: ConvertOptions, free: int | None = None) -> int:
+def auto_batch_size(runner: FamilyRunner, options: ConvertOptions, free: int | None = None) -> int:
     """Rows for ``options`` given ``free`` bytes (default: measured now); see the module docstring."""
-    device = runner.loaded.device
+    device = runner.device
     free = free_memory(device) if free is None else free
-    vision_reserve = min(VISION_SHARE * free, runner.view_bytes(MODES[options.mode].view_size))
+    vision_reserve = min(VISION_SHARE * free, runner.view_bytes(runner.mode(options.mode).view_size))
     rows = int((free * USABLE_SHARE - vision_reserve) // page_kv_bytes(runner, options))
     return max(1, min(rows, GPU_BATCH_CAP if device.type == "cuda" else CPU_BATCH_CAP))
 
 
-def non_finite_logits_error(runner: V1Runner, page: Page) -> ModelError:
+def non_finite_logits_error(runner: FamilyRunner, page: Page) -> ModelError:
     """The one wording of the NaN/inf-logits failure (exit 4), with advice that fits the compute dtype."""
-    dtype = runner.loaded.dtype
+    dtype = runner.dtype
     cause = (
         "the weights are damaged"
         if dtype == torch.float32
@@ -114,10 +108,10 @@ def non_finite_logits_error(runner: V1Runner, page: Page) -> ModelError:
 
 
 def page_result(
-    runner: V1Runner,
+    runner: FamilyRunner,
     page: Page,
     options: ConvertOptions,
-    request: V1Request,
+    request: PageInputs,
     generation: Generation,
     seconds: float,
     retried: bool = False,
@@ -126,7 +120,7 @@ def page_result(
         page=page,
         text=runner.decode(generation.token_ids),
         mode=options.mode,
-        prompt=resolve_prompt(options.prompt).text,
+        prompt=runner.resolve_prompt(options.prompt).text,
         vision_tokens=request.image.num_image_tokens,
         generated_tokens=len(generation.token_ids) + int(generation.finished),
         finished=generation.finished,
@@ -144,7 +138,7 @@ class LivePage:
     index: int
     request: PageRequest
     page: Page
-    prepared: V1Request
+    prepared: PageInputs
     options: ConvertOptions
     guard: SlidingWindowNoRepeatNGram | None
     streamer: TextCallbackStreamer | None = None
@@ -159,7 +153,7 @@ class LivePage:
 class BatchedEngine:
     """Converts a stream of page requests with batched, continuously refilled greedy decoding."""
 
-    def __init__(self, runner: V1Runner, batch_size: int | None = None, suppress_eos: bool = False) -> None:
+    def __init__(self, runner: FamilyRunner, batch_size: int | None = None, suppress_eos: bool = False) -> None:
         """``batch_size`` None = ``auto_batch_size`` for the first request's options; ``suppress_eos``
         makes every page run to its token limit (benchmarks compare runs at a fixed token count)."""
         self.runner = runner
@@ -175,19 +169,17 @@ class BatchedEngine:
         if first is None:
             return
         rows = 1 if first.on_text is not None else self.batch_size or auto_batch_size(self.runner, first.options)
-        vision_budget = int(VISION_SHARE * free_memory(self.runner.loaded.device))
+        vision_budget = int(VISION_SHARE * free_memory(self.runner.device))
         with Prefetcher(chain([first], stream), self.prepare_image, self.workers, depth=rows + self.workers) as feed:
             yield from self.generate(feed, rows, vision_budget)
 
-    def prepare_image(self, page: Page, request: PageRequest) -> PreparedImage:
-        """Worker-thread half of preparing a page (pixels only: the tokenizer stays on the model thread)."""
-        mode = request.options.mode
-        if mode not in MODES:
-            raise UsageError(f"unknown --mode {mode!r} (choose from {', '.join(MODES)})")
-        return prepare_image(page.image, MODES[mode])
+    def prepare_image(self, page: Page, request: PageRequest) -> PreparedPage:
+        """Worker-thread half of preparing a page (pixels only: the tokenizer stays on the model thread);
+        an unknown mode is the family's ``UsageError``."""
+        return self.runner.prepare_image(page.image, request.options.mode)
 
     def generate(
-        self, feed: Prefetcher[PreparedImage], rows: int, vision_budget: int
+        self, feed: Prefetcher[PreparedPage], rows: int, vision_budget: int
     ) -> Generator[PageOutcome, None, None]:
         cache = self.runner.new_cache(rows)
         live: list[LivePage] = []
@@ -233,7 +225,7 @@ class BatchedEngine:
     def shrink(self, rows: int, pages: Sequence[LivePage], retries: deque[LivePage]) -> int:
         """Out of memory: halve the batch and restart its pages from their prompts; at one row, give up
         with advice. Restarted pages produce exactly what they would have (greedy decoding is deterministic)."""
-        device = self.runner.loaded.device
+        device = self.runner.device
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if rows == 1 or any(page.streamer is not None for page in pages):
@@ -247,15 +239,15 @@ class BatchedEngine:
             retries.appendleft(again)
         return max(1, rows // 2)
 
-    def admit(self, item: Loaded[PreparedImage]) -> LivePage:
+    def admit(self, item: Loaded[PreparedPage]) -> LivePage:
         """A loaded page as a batch member: prompt ids (tokenized here, on the model thread) and its guard."""
         assert item.page is not None and item.prepared is not None
         options = item.request.options
-        prepared = self.runner.request(item.prepared, resolve_prompt(options.prompt))
+        prepared = self.runner.request(item.prepared, self.runner.resolve_prompt(options.prompt))
         return self.live_page(item.index, item.request, item.page, prepared, options)
 
     def live_page(
-        self, index: int, request: PageRequest, page: Page, prepared: V1Request, options: ConvertOptions
+        self, index: int, request: PageRequest, page: Page, prepared: PageInputs, options: ConvertOptions
     ) -> LivePage:
         guard = None
         if options.ngram_size > 0:
@@ -299,7 +291,7 @@ class BatchedEngine:
                 if banned:
                     logits[row, sorted(banned)] = -float("inf")
         if self.suppress_eos:
-            logits[:, self.runner.loaded.token_ids.eos] = -float("inf")
+            logits[:, self.runner.eos_id] = -float("inf")
         return logits.argmax(dim=-1).tolist()
 
     def advance(self, page: LivePage, token: int) -> bool:
@@ -308,7 +300,7 @@ class BatchedEngine:
             page.first_token_at = time.perf_counter()
         if page.streamer is not None:
             page.streamer.put(torch.tensor([token]))
-        if token == self.runner.loaded.token_ids.eos:
+        if token == self.runner.eos_id:
             page.finished = True
             return False
         page.generated.append(token)

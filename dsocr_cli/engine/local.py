@@ -8,17 +8,15 @@ from typing import Any
 
 from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, non_finite_logits_error, page_result
-from dsocr_cli.errors import UsageError
-from dsocr_cli.models.v1.preprocess import MODES
-from dsocr_cli.models.v1.prompts import resolve_prompt
-from dsocr_cli.models.v1.runner import NonFiniteLogits, V1Runner
+from dsocr_cli.generation.outcome import NonFiniteLogits
+from dsocr_cli.models.family import FamilyRunner
 from dsocr_cli.results import Page, PageResult
 
 
 class LocalBackend:
     """Runs pages through a locally loaded model: one page per ``convert`` call, or batched by ``convert_many``."""
 
-    def __init__(self, runner: V1Runner, batch_size: int | None = None) -> None:
+    def __init__(self, runner: FamilyRunner, batch_size: int | None = None) -> None:
         """``batch_size`` None sizes batches from free memory (``engine.batched.auto_batch_size``)."""
         self.runner = runner
         self.engine = BatchedEngine(runner, batch_size=batch_size)
@@ -29,10 +27,10 @@ class LocalBackend:
         """One page through transformers' ``generate``: the official one-page path (no retry: that is the
         batched engine's ``PageRequest.retry``). ``looped`` and ``finished`` mean what they do there; NaN/inf
         logits raise ``ModelError``."""
-        if options.mode not in MODES:
-            raise UsageError(f"unknown --mode {options.mode!r} (choose from {', '.join(MODES)})")
+        self.runner.mode(options.mode)  # an unknown mode is the family's UsageError, before any work
         started = time.perf_counter()
-        request = self.runner.prepare(page.image, MODES[options.mode], resolve_prompt(options.prompt))
+        prepared = self.runner.prepare_image(page.image, options.mode)
+        request = self.runner.request(prepared, self.runner.resolve_prompt(options.prompt))
         try:
             generation = self.runner.generate(
                 request,

@@ -1,42 +1,102 @@
-"""Pick the model family from a checkpoint's config.json and load it behind one runner interface."""
+"""The model families dsocr runs, and which one a checkpoint belongs to (from its config.json).
+
+Everything outside ``dsocr_cli.models`` reaches a family through here: the CLI (mode choices, prompt
+validation), hub (which cached models dsocr runs), quant and doctor (sizes, quantization code) and the
+engine's factory (``load_runner``). Importing this module is cheap: families' descriptions are pure
+Python; only ``load_runner`` imports torch and the family's model code.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from dsocr_cli.errors import ModelError
-from dsocr_cli.quant import MANIFEST_NAME, quantization
+from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.models.family import FamilyRunner, ModelFamily, PromptLike
+from dsocr_cli.models.files import read_json
+from dsocr_cli.models.v1.family import FAMILY as V1
 
 if TYPE_CHECKING:
     import torch
 
-    from dsocr_cli.models.v1.runner import V1Runner
+FAMILIES: tuple[ModelFamily, ...] = (V1,)
+"""Every family, the default first."""
+DEFAULT_FAMILY: ModelFamily = V1
+"""The family of ``defaults.DEFAULT_MODEL``."""
 
-V1_ARCHITECTURES = frozenset({"DeepseekOCRForCausalLM"})
+
+def family_for_config(config: Any) -> ModelFamily | None:
+    """The family that recognises ``config`` (a parsed config.json), or None."""
+    if not isinstance(config, dict):
+        return None
+    return next((family for family in FAMILIES if family.recognises(config)), None)
+
+
+def family_for(source: str | Path | dict[str, Any]) -> ModelFamily:
+    """The family of a checkpoint directory (its config.json) or of a parsed config.json.
+
+    An unknown or unsupported checkpoint is a one-line ``ModelError`` (exit 4) naming what was found.
+    """
+    if isinstance(source, dict):
+        config, where = source, "config.json"
+    else:
+        config, where = read_json(Path(source) / "config.json"), str(source)
+    family = family_for_config(config)
+    if family is not None:
+        return family
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    found = sorted(str(a) for a in architectures) if isinstance(architectures, list) else architectures or []
+    supported = ", ".join(f.description for f in FAMILIES)
+    raise ModelError(
+        f"{where}: unsupported model (model_type {model_type!r}, architectures {found}); dsocr runs {supported}"
+    )
 
 
 def load_runner(
     directory: str | Path, device: torch.device, dtype: torch.dtype, notify: Callable[[str], None] | None = None
-) -> V1Runner:
-    """The runner for the family ``directory`` holds; DeepSeek-OCR v1 is the one supported so far.
+) -> FamilyRunner:
+    """The runner for the family ``directory`` holds (``ModelFamily.load``).
 
     A directory written by ``dsocr_cli.quant.prepare_quantized`` (it has a quantized manifest) loads its
     nf4/int8 weights directly; only then is bitsandbytes imported (its import notices go to ``notify``,
     never to stderr: ``dsocr_cli.quant.bitsandbytes_notices``).
     """
-    from dsocr_cli.models.v1.loader import load_v1, read_json
-    from dsocr_cli.models.v1.runner import V1Runner
-
     directory = Path(directory)
-    config = read_json(directory / "config.json")
-    architectures = set(config.get("architectures") or [])
-    if config.get("model_type") == "deepseek_vl_v2" and (not architectures or architectures & V1_ARCHITECTURES):
-        if (directory / MANIFEST_NAME).is_file():
-            return V1Runner(quantization(notify).load_quantized_v1(directory, device=device, dtype=dtype))
-        return V1Runner(load_v1(directory, device=device, dtype=dtype))
-    raise ModelError(
-        f"{directory}: unsupported model (model_type {config.get('model_type')!r}, "
-        f"architectures {sorted(architectures)}); dsocr runs DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR)"
-    )
+    return family_for(directory).load(directory, device, dtype, notify)
+
+
+def mode_names() -> tuple[str, ...]:
+    """Every mode of every family, in the order the families list them (``--mode`` choices)."""
+    names: dict[str, None] = {}
+    for family in FAMILIES:
+        names.update(dict.fromkeys(family.modes))
+    return tuple(names)
+
+
+def mode_help() -> str:
+    """``--mode``'s help: the default family's modes and their token budgets."""
+    return f"Resolution: {', '.join(mode.description for mode in DEFAULT_FAMILY.modes.values())}."
+
+
+def prompt_choices() -> tuple[str, ...]:
+    return DEFAULT_FAMILY.prompt_choices
+
+
+def check_mode(name: str, family: ModelFamily = DEFAULT_FAMILY) -> None:
+    """``UsageError`` (exit 1) naming ``family``'s modes when ``name`` is not one of them."""
+    if name not in family.modes:
+        raise UsageError(f"unknown --mode {name!r} (choose from {', '.join(family.modes)})")
+
+
+def resolve_prompt(spec: str, family: ModelFamily = DEFAULT_FAMILY) -> PromptLike:
+    """``--prompt`` checked before any model loads (the default family's prompts)."""
+    return family.resolve_prompt(spec)
+
+
+def quantization_module(family: ModelFamily = DEFAULT_FAMILY) -> ModuleType:
+    """The quantization code (``ModelFamily.quantization``); imports bitsandbytes, so callers wrap it in
+    ``dsocr_cli.quant.bitsandbytes_notices``."""
+    return family.quantization()

@@ -9,7 +9,6 @@ conversion mapping straight to the target device and dtype (memory-mapped, no fl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ from safetensors import safe_open
 from transformers import PreTrainedTokenizerFast, UnlimitedOcrForConditionalGeneration
 
 from dsocr_cli.errors import ModelError
+from dsocr_cli.models.files import INDEX_NAME, SINGLE_NAME, read_json, weight_files  # noqa: F401  (re-exported)
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
 from dsocr_cli.models.v1.tokens import TokenIds
 
-INDEX_NAME = "model.safetensors.index.json"
-SINGLE_NAME = "model.safetensors"
 OPTIONAL_TENSORS = frozenset({"model.vision_model.embeddings.position_ids"})
 """A buffer some re-saved checkpoints carry; the official index does not."""
 SPECIAL_TOKENS = {
@@ -54,15 +52,6 @@ class LoadedV1:
         return self.model.dtype
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path.parent}: no {path.name} (not a model directory)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable ({exc})") from None
-
-
 def load_tokenizer(directory: Path) -> tuple[PreTrainedTokenizerFast, TokenIds]:
     """The checkpoint's own ``tokenizer.json``, used as is (no class-specific rewriting of its pipeline)."""
     tokenizer_file = directory / "tokenizer.json"
@@ -84,23 +73,6 @@ def load_tokenizer(directory: Path) -> tuple[PreTrainedTokenizerFast, TokenIds]:
         raise ModelError(f"{tokenizer_file}: tokenizer lacks {', '.join(missing)} (not a DeepSeek-OCR tokenizer)")
     ids = TokenIds(**{key: vocab[token] for key, token in SPECIAL_TOKENS.items()})
     return tokenizer, ids
-
-
-def weight_files(directory: Path) -> list[Path]:
-    """The safetensors shards named by the index, or the single unsharded file."""
-    index = directory / INDEX_NAME
-    if index.is_file():
-        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-        missing = [name for name in shards if not (directory / name).is_file()]
-        if missing:
-            raise ModelError(f"{directory}: weight file {missing[0]} listed in {INDEX_NAME} is missing")
-        return [directory / name for name in shards]
-    if (directory / SINGLE_NAME).is_file():
-        return [directory / SINGLE_NAME]
-    found = sorted(directory.glob("*.safetensors"))
-    if len(found) == 1:
-        return found
-    raise ModelError(f"{directory}: no safetensors weights (expected {INDEX_NAME} or {SINGLE_NAME})")
 
 
 def check_tensors(directory: Path, official: dict[str, Any]) -> None:

@@ -13,16 +13,19 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from transformers import DynamicCache, LogitsProcessorList
+from transformers import DynamicCache, LogitsProcessorList, UnlimitedOcrForConditionalGeneration
 from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
 
 from dsocr_cli import defaults
-from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram, tail_repeats
+from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.generation.kvcache import RowCache
+from dsocr_cli.generation.outcome import Generation, NonFiniteLogits, Prefill, check_finite  # noqa: F401  (re-exported)
 from dsocr_cli.generation.streaming import TextCallbackStreamer
+from dsocr_cli.models.family import ModeInfo
+from dsocr_cli.models.v1.family import FAMILY
 from dsocr_cli.models.v1.loader import LoadedV1
-from dsocr_cli.models.v1.preprocess import PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
-from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
+from dsocr_cli.models.v1.preprocess import MODES, PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
+from dsocr_cli.models.v1.prompts import Prompt, prompt_ids, resolve_prompt
 
 
 @dataclass
@@ -36,48 +39,6 @@ class V1Request:
     def views(self) -> int:
         """Images the vision encoder sees for this page: the global view plus its tiles."""
         return 1 + (0 if self.image.tiles is None else self.image.tiles.shape[0])
-
-
-@dataclass
-class Generation:
-    """Generated token ids (EOS excluded) and whether generation ended with EOS."""
-
-    token_ids: list[int]
-    finished: bool
-
-    @property
-    def looped(self) -> bool:
-        """Stopped at the token limit with a tail that repeats (``generation.guard.tail_repeats``): a model loop,
-        as opposed to a page that was merely longer than the limit."""
-        return not self.finished and tail_repeats(self.token_ids)
-
-
-class NonFiniteLogits(Exception):
-    """The model produced NaN or infinite logits (damaged weights or a dtype overflow); callers name the page."""
-
-    def __init__(self, row: int) -> None:
-        super().__init__(f"NaN/inf logits in row {row}")
-        self.row = row
-
-
-def check_finite(logits: torch.Tensor) -> None:
-    """Raise ``NonFiniteLogits`` for the first row of (rows, vocab) ``logits`` holding a NaN or an infinity.
-
-    One reduction and one device sync per call (a decode step already syncs to read its tokens).
-    """
-    finite = torch.isfinite(logits).all(dim=-1)
-    if not bool(finite.all()):
-        raise NonFiniteLogits(int((~finite).nonzero()[0, 0]))
-
-
-@dataclass
-class Prefill:
-    """A prompt run through the decoder: next-token logits and the per-layer keys/values it left."""
-
-    logits: torch.Tensor
-    """(vocab,) float32 logits for the first generated token."""
-    layer_kv: list[tuple[torch.Tensor, torch.Tensor]]
-    """Per layer: keys and values of shape (1, heads, prompt length, head dim)."""
 
 
 def chunks_within(costs: list[tuple[int, int]], budget: int) -> list[list[int]]:
@@ -102,6 +63,44 @@ class V1Runner:
 
     def __init__(self, loaded: LoadedV1) -> None:
         self.loaded = loaded
+
+    # The ``FamilyRunner`` protocol (dsocr_cli.models.family): what the engine reads instead of reaching
+    # through ``loaded``.
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.loaded.dtype
+
+    @property
+    def eos_id(self) -> int:
+        return self.loaded.token_ids.eos
+
+    @property
+    def model(self) -> UnlimitedOcrForConditionalGeneration:
+        """The transformers model (quantization and weight accounting read it)."""
+        return self.loaded.model
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """2 (keys, values) x layers x kv heads x head dim x dtype bytes (v1: multi-head attention)."""
+        text = self.loaded.model.config.text_config
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        return 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * self.loaded.dtype.itemsize
+
+    def mode(self, name: str) -> ModeInfo:
+        """v1's mode ``name`` (``UsageError`` naming the modes otherwise)."""
+        return FAMILY.mode(name)
+
+    def resolve_prompt(self, spec: str) -> Prompt:
+        return resolve_prompt(spec)
+
+    def prepare_image(self, image: Image.Image, mode: str) -> PreparedImage:
+        """Pixels of one page in mode ``mode`` (worker-thread safe: no model or tokenizer)."""
+        FAMILY.mode(mode)
+        return prepare_image(image, MODES[mode])
 
     def prepare(self, image: Image.Image, mode: Mode, prompt: Prompt) -> V1Request:
         return self.request(prepare_image(image, mode), prompt)
