@@ -28,7 +28,7 @@ from dsocr_cli.hub import (
     human_size,
 )
 from dsocr_cli.messages import redact
-from dsocr_cli.models.v1.layout import CheckpointSpec, tensor_shapes
+from dsocr_cli.models.registry import DEFAULT_FAMILY
 
 PACKAGES = (
     "torch",
@@ -165,10 +165,10 @@ def examine_devices(report: Report) -> None:
     device = resolve_device("auto")
     dtype = resolve_dtype("auto", device)
     report.device, report.dtype = str(device), str(dtype).removeprefix("torch.")
-    spec = CheckpointSpec.official()
-    bf16_bytes = official_size()
+    sizes = DEFAULT_FAMILY.reference_sizes()
+    bf16_bytes = sizes.bf16_weight_bytes
     overhead = (
-        quant.kv_cache_bytes({"num_hidden_layers": spec.num_hidden_layers, "hidden_size": spec.hidden_size})
+        quant.kv_cache_bytes({"num_hidden_layers": sizes.num_hidden_layers, "hidden_size": sizes.hidden_size})
         + quant.ACTIVATION_HEADROOM
     )
     report.weights_bytes = bf16_bytes // BF16_BYTES * dtype.itemsize
@@ -288,8 +288,9 @@ def examine_cache(report: Report) -> None:
 
 
 def official_size() -> int:
-    """Bytes of the official checkpoint's bf16 weights (they dominate the download), from dsocr's layout table."""
-    return sum(math.prod(shape) for _, shape in tensor_shapes(CheckpointSpec.official())) * BF16_BYTES
+    """Bytes of the default family's official checkpoint in bf16 (they dominate the download), from its
+    layout table (``ModelFamily.reference_sizes``)."""
+    return DEFAULT_FAMILY.reference_sizes().bf16_weight_bytes
 
 
 def examine_environment(report: Report) -> None:

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     ALL_FAILED = 3
     MODEL = 4
     OUTPUT = 5
+    INTERNAL = 70
     HANGUP = 129
     INTERRUPTED = 130
     TERMINATED = 143
@@ -24,10 +25,11 @@ class ExitCode(IntEnum):
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "done",
     ExitCode.USAGE: "usage error",
-    ExitCode.PARTIAL_FAILURE: "some inputs failed or pages looped (the others finished)",
+    ExitCode.PARTIAL_FAILURE: "some inputs failed, pages looped or were truncated, or a PDF was repaired (the others finished)",
     ExitCode.ALL_FAILED: "no input could be processed",
     ExitCode.MODEL: "model/weights problem",
     ExitCode.OUTPUT: "output not writable",
+    ExitCode.INTERNAL: "internal error, a bug in dsocr (DSOCR_TRACEBACK=1 shows where; please report it)",
     ExitCode.HANGUP: "hung up (SIGHUP)",
     ExitCode.INTERRUPTED: "interrupted",
     ExitCode.TERMINATED: "terminated (SIGTERM)",

@@ -87,8 +87,6 @@ MODEL_FILES = [
 ]
 """What inference reads; the official repo also holds remote code, a README and images, never fetched."""
 REQUIRED_FILES = ("config.json", "tokenizer.json")
-DSOCR_MODEL_TYPES = frozenset({"deepseek_vl_v2"})
-"""``model_type`` of the checkpoints dsocr runs (see models/registry.py); used to pick models from the cache."""
 UNREACHABLE = (httpx2.HTTPError, OfflineModeIsEnabled, RevisionResolutionError)
 """The hub did not answer (no network, DNS, proxy, timeout); catch ``HfHubHTTPError``, a subclass, first."""
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -615,11 +613,14 @@ def cached_models() -> list[CachedModel]:
 
 
 def runs_on_dsocr(snapshot: Path) -> bool:
+    """Whether a model family (``dsocr_cli.models.registry``) recognises the snapshot's config.json."""
     try:
         config = json.loads((snapshot / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(config, dict) and config.get("model_type") in DSOCR_MODEL_TYPES
+    from dsocr_cli.models.registry import family_for_config
+
+    return family_for_config(config) is not None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ Choosing (``resolve_quant``):
   within this shared machine's noise, not a ranking.)
 
 Caching (``prepare_quantized``): the first quantization of a checkpoint loads it in bf16 on the CPU,
-quantizes linears and experts (``dsocr_cli.models.v1.quantize``) and saves the result as a self-contained
+quantizes linears and experts (the family's quantization module, ``ModelFamily.quantization``) and saves the result as a self-contained
 model directory under ``quantized_cache_root()``: config.json, tokenizer files, one safetensors file and
 a manifest. It is keyed by the source (hub repo + commit for a hub snapshot, else the directory's path and
 its files' sizes and mtimes), the kind, dsocr's version and the format version, so a changed checkpoint or
@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 
 # This module is imported on every conversion, so it imports neither torch, transformers nor bitsandbytes at
 # the top: bitsandbytes alone takes seconds and, on CPUs with AVX512-BF16, logs a notice when imported. The
-# names below are the ones dsocr_cli.models.v1.quantize and .quantized_experts define (a test keeps them
-# equal); they are repeated here so that telling a quantized directory from a plain one costs no import.
+# names below are the ones the family's quantization module defines (v1: dsocr_cli.models.v1.quantize and
+# .quantized_experts; a test keeps them equal); they are repeated here so that telling a quantized directory from a plain one costs no import.
 MANIFEST_NAME = "dsocr-quantized.json"
 """Marks a directory as dsocr-quantized weights (``dsocr_cli.models.v1.quantize.MANIFEST_NAME``)."""
 WEIGHTS_NAME = "model-quantized.safetensors"
@@ -128,12 +128,14 @@ def bitsandbytes_notices(notify: Callable[[str], None] | None = None) -> Iterato
 
 
 def quantization(notify: Callable[[str], None] | None = None) -> ModuleType:
-    """``dsocr_cli.models.v1.quantize`` (and with it bitsandbytes), imported with bitsandbytes' notices
-    kept off stderr (``bitsandbytes_notices``). Every use of bitsandbytes in dsocr goes through here, so
-    only runs that quantize or load quantized weights ever import it."""
+    """The quantization module (``dsocr_cli.models.registry.quantization_module``: v1's, whose decoder and
+    experts DeepSeek-OCR-2 shares) and with it bitsandbytes, imported with bitsandbytes' notices kept off
+    stderr (``bitsandbytes_notices``). Every use of bitsandbytes in dsocr goes through here, so only runs
+    that quantize or load quantized weights ever import it."""
+    from dsocr_cli.models.registry import quantization_module
+
     with bitsandbytes_notices(notify):
-        from dsocr_cli.models.v1 import quantize
-    return quantize
+        return quantization_module()
 
 
 def bitsandbytes_module(notify: Callable[[str], None] | None = None) -> ModuleType:
@@ -149,7 +151,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
     try:
         return json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        from dsocr_cli.models.v1.loader import read_json  # raises the one-line ModelError worded there
+        from dsocr_cli.models.files import read_json  # raises the one-line ModelError worded there
 
         return read_json(directory / "config.json")
 
@@ -186,7 +188,7 @@ def bf16_weight_bytes(directory: Path) -> int:
     """Bytes the checkpoint's weights take in bf16, from the safetensors headers (nothing is read)."""
     from safetensors import safe_open
 
-    from dsocr_cli.models.v1.loader import weight_files
+    from dsocr_cli.models.files import weight_files
 
     total = 0
     for file in weight_files(directory):
@@ -243,7 +245,7 @@ def source_identity(directory: Path) -> dict[str, str]:
     if directory.parent.name == "snapshots" and repo_dir.name.startswith("models--"):
         repo = repo_dir.name.removeprefix("models--").replace("--", "/")
         return {"repo": repo, "revision": directory.name}
-    from dsocr_cli.models.v1.loader import weight_files
+    from dsocr_cli.models.files import weight_files
 
     files = [directory / "config.json", directory / "tokenizer.json", *weight_files(directory)]
     stamps = [f"{file.name}:{file.stat().st_size}:{file.stat().st_mtime_ns}" for file in files]
@@ -330,8 +332,9 @@ def prepare_quantized(
         return found
     import torch
 
-    from dsocr_cli.models.v1.loader import load_v1
+    from dsocr_cli.models.registry import family_for
 
+    family = family_for(directory)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     entry = cache_entry(directory, quant)
     if notify is not None:
@@ -344,9 +347,9 @@ def prepare_quantized(
         source = directory
         if quantized_kind(directory) is not None:
             source = quantize.write_dequantized(directory, scratch / "bf16")
-        loaded = load_v1(source, device="cpu", dtype=torch.bfloat16)
-        state = quantize.quantized_state(loaded.model, quant, device)
-        del loaded
+        runner = family.load(source, torch.device("cpu"), torch.bfloat16)
+        state = quantize.quantized_state(runner.model, quant, device)
+        del runner
         save_quantized(state, scratch / "entry", quant, source, directory, started)
         try:
             os.replace(scratch / "entry", entry)
@@ -453,19 +456,21 @@ def linear_bytes(module: nn.Linear) -> tuple[int, int]:
 def weight_memory(model: nn.Module) -> WeightMemory:
     """Measure the bytes a loaded model's weights take, per category (``WeightMemory``)."""
     from torch import nn
-    from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
 
-    from dsocr_cli.models.v1.quantized_experts import QuantizedExperts
-
-    keep = quantization().KEEP_FULL_PRECISION
+    quantize = quantization()
+    keep, quantized_experts, experts = (
+        quantize.KEEP_FULL_PRECISION,
+        quantize.QuantizedExperts,
+        quantize.UnlimitedOcrTextExperts,
+    )
     memory = WeightMemory()
     counted: set[int] = set()
     for name, module in model.named_modules():
-        if isinstance(module, QuantizedExperts):
+        if isinstance(module, quantized_experts):
             tensors = list(module.buffers())
             stored, weights, quantized = sum(tensor_bytes(t) for t in tensors), module.num_weights, module.num_weights
             category = "experts"
-        elif isinstance(module, UnlimitedOcrTextExperts):
+        elif isinstance(module, experts):
             tensors = [module.gate_up_proj, module.down_proj]
             stored, weights, quantized = sum(tensor_bytes(t) for t in tensors), sum(t.numel() for t in tensors), 0
             category = "experts"

@@ -61,7 +61,7 @@ def test_man_page_has_exit_status_environment_and_files(generated: Path) -> None
     assert [int(line.removeprefix(".B ")) for line in exit_status.splitlines() if line.startswith(".B ")] == [
         int(code) for code in ExitCode
     ]
-    assert [0, 1, 2, 3, 4, 5, 129, 130, 143] == [int(code) for code in ExitCode]
+    assert [0, 1, 2, 3, 4, 5, 70, 129, 130, 143] == [int(code) for code in ExitCode]
     environment = page.split(".SH ENVIRONMENT\n")[1].split(".SH ")[0]
     for variable in (
         "DSOCR_MODEL", "DSOCR_MODE", "DSOCR_PROMPT", "DSOCR_FORMAT", "DSOCR_DEVICE", "DSOCR_DTYPE", "DSOCR_QUANT",

@@ -318,3 +318,20 @@ def test_temporary_files_a_killed_run_left_are_removed_by_the_next_run(dsocr, eo
     assert run.code == 0, run.stderr
     assert not dead.exists() and live.exists()
     assert Path("out/a/scan.md").is_file()
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_70(dsocr, eos, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dsocr_cli.convert
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr(dsocr_cli.convert, "plan_outputs", broken)
+    make_image("scan.png")
+
+    run = dsocr("convert", "scan.png", "-o", "out", *eos)
+
+    assert (run.code, run.stdout) == (70, "")
+    assert run.stderr == (
+        "error: internal error: RuntimeError: something nobody planned for (DSOCR_TRACEBACK=1 shows where)\n"
+    )

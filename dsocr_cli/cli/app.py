@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from typing import Annotated, Any
 
@@ -432,6 +433,11 @@ def run_app(argv: list[str] | None, console: Console) -> int:
     except StdoutError as exc:
         say(console, f"error: {stdout_error(exc)}")
         return ExitCode.OUTPUT
+    except Exception as exc:  # a bug: still one line and a documented code, the traceback on request
+        if os.environ.get("DSOCR_TRACEBACK"):
+            traceback.print_exc()
+        say(console, f"error: internal error: {type(exc).__name__}: {exc} (DSOCR_TRACEBACK=1 shows where)")
+        return ExitCode.INTERNAL
     if code == ExitCode.INTERRUPTED:
         # Typer turns Ctrl-C inside a command into a bare exit code 130; say why the run stopped.
         say(console, "interrupted")

@@ -33,6 +33,7 @@ REGENERATE = "python -m dsocr_cli.cli.docs"
 
 ENVIRONMENT = {
     "DSOCR_CONFIG": "Config file to read instead of the platform default (see FILES).",
+    "DSOCR_TRACEBACK": "Set to 1 to print the traceback of an internal error (exit 70) before its one-line message.",
     "DSOCR_STDIN_TIMEOUT": "Seconds stdin or a pipe may stay silent before its first byte (default 30; none waits forever).",
     "DSOCR_CACHE": "dsocr's cache root; quantized weights are kept in DSOCR_CACHE/quantized (default HF_HOME/dsocr/quantized).",
     "HF_HOME": "Root of the Hugging Face cache where downloaded models are kept (default ~/.cache/huggingface).",

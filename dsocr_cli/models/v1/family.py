@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsocr_cli import defaults
 from dsocr_cli.errors import UsageError
 from dsocr_cli.models.family import ModeInfo, ReferenceSizes
 from dsocr_cli.models.v1 import modes as v1_modes
@@ -55,8 +56,8 @@ class V1Family:
 
     name = "deepseek-ocr"
     description = "DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR)"
-    default_repo = "deepseek-ai/DeepSeek-OCR"
-    default_mode = "gundam"
+    default_repo = defaults.DEFAULT_MODEL
+    default_mode = defaults.MODE
     prompt_choices = v1_prompts.PROMPT_CHOICES
 
     def __init__(self) -> None:
