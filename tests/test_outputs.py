@@ -335,3 +335,12 @@ def test_an_unexpected_exception_is_one_line_and_exit_70(dsocr, eos, monkeypatch
     assert run.stderr == (
         "error: internal error: RuntimeError: something nobody planned for (DSOCR_TRACEBACK=1 shows where)\n"
     )
+
+
+def test_a_newline_in_a_file_name_cannot_split_the_one_line_error(dsocr) -> None:
+    Path("bad\nname.png").write_bytes(b"not an image at all")
+
+    run = dsocr("convert", "bad\nname.png", "-q", "--model", "never-loaded", *FAST)
+
+    assert run.code == 3
+    assert run.stderr.splitlines() == ["error: bad\\nname.png: unsupported file type (looks like plain text despite the .png extension)"]
