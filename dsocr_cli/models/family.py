@@ -157,10 +157,6 @@ class FamilyRunner(Protocol):
         """A streamer that hands decoded text to ``on_text`` as tokens arrive."""
         ...
 
-    def prepare(self, image: Image.Image, mode: Any, prompt: Any) -> PageInputs:
-        """One-page path: ``prepare_image`` and ``request`` in one call (``mode`` as the family's mode object)."""
-        ...
-
     def generate(
         self,
         request: Any,
