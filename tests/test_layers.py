@@ -19,7 +19,9 @@ from dsocr_cli.models import registry
 from dsocr_cli.models.family import FamilyRunner, ModelFamily
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dsocr_cli"
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+TESTING = Path(__file__).resolve().parents[1] / "dsocr_cli" / "testing"
+OFFICIAL_CONFIGS = {"deepseek-ocr": TESTING / "official" / "config.json", "deepseek-ocr-2": TESTING / "official_v2" / "config.json"}
+"""The official hub repos' config.json files, packaged with dsocr's test helpers (copies of ../shared/reference/)."""
 FAMILY_PACKAGES = sorted(
     f"dsocr_cli.models.{path.name}" for path in (PACKAGE / "models").iterdir() if (path / "__init__.py").is_file()
 )
@@ -110,14 +112,14 @@ def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
 
 
 def test_official_v1_config_is_v1() -> None:
-    config = json.loads((REFERENCE / "deepseek-ocr" / "config.json").read_text(encoding="utf-8"))
+    config = json.loads(OFFICIAL_CONFIGS["deepseek-ocr"].read_text(encoding="utf-8"))
     family = registry.family_for(config)
     assert family.name == "deepseek-ocr"
     assert isinstance(family, ModelFamily)
 
 
 def test_family_for_a_directory_reads_its_config(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_bytes((REFERENCE / "deepseek-ocr" / "config.json").read_bytes())
+    (tmp_path / "config.json").write_bytes(OFFICIAL_CONFIGS["deepseek-ocr"].read_bytes())
     assert registry.family_for(tmp_path) is registry.DEFAULT_FAMILY
 
 
@@ -139,7 +141,7 @@ def test_unknown_architectures_are_one_line_model_errors_naming_them(config: dic
 
 def test_v2_config_is_not_taken_for_v1() -> None:
     """Both families share ``model_type: deepseek_vl_v2``; v1 must not claim DeepSeek-OCR-2 (not supported yet)."""
-    config = json.loads((REFERENCE / "deepseek-ocr-2" / "config.json").read_text(encoding="utf-8"))
+    config = json.loads(OFFICIAL_CONFIGS["deepseek-ocr-2"].read_text(encoding="utf-8"))
     assert registry.family_for_config(config) is None
     assert registry.family_for_config({**config, "architectures": []}) is None
 
