@@ -17,11 +17,12 @@ from dsocr_cli.errors import ModelError, UsageError
 from dsocr_cli.models.family import FamilyRunner, ModelFamily, PromptLike
 from dsocr_cli.models.files import read_json
 from dsocr_cli.models.v1.family import FAMILY as V1
+from dsocr_cli.models.v2.family import FAMILY as V2
 
 if TYPE_CHECKING:
     import torch
 
-FAMILIES: tuple[ModelFamily, ...] = (V1,)
+FAMILIES: tuple[ModelFamily, ...] = (V1, V2)
 """Every family, the default first."""
 DEFAULT_FAMILY: ModelFamily = V1
 """The family of ``defaults.DEFAULT_MODEL``."""

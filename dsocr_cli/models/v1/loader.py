@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from transformers import PreTrainedTokenizerFast, UnlimitedOcrForConditionalGeneration
 
 from dsocr_cli.errors import ModelError
-from dsocr_cli.models.files import INDEX_NAME, SINGLE_NAME, read_json, weight_files  # noqa: F401  (re-exported)
+from dsocr_cli.models.files import (  # noqa: F401  (INDEX_NAME, SINGLE_NAME, weight_files: re-exported)
+    INDEX_NAME,
+    SINGLE_NAME,
+    check_tensor_headers,
+    read_json,
+    weight_files,
+)
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
 from dsocr_cli.models.v1.tokens import TokenIds
@@ -78,27 +83,7 @@ def load_tokenizer(directory: Path) -> tuple[PreTrainedTokenizerFast, TokenIds]:
 def check_tensors(directory: Path, official: dict[str, Any]) -> None:
     """Compare every tensor's name and shape in the safetensors headers with the config's layout."""
     expected = {name: tuple(shape) for name, shape in tensor_shapes(spec_from_config(official))}
-    found: dict[str, tuple[tuple[int, ...], Path]] = {}
-    for file in weight_files(directory):
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                for name in handle.keys():
-                    found[name] = (tuple(handle.get_slice(name).get_shape()), file)
-        except Exception as exc:  # safetensors raises SafetensorError for corrupt headers
-            raise ModelError(f"{file}: not a readable safetensors file ({exc})") from None
-    missing = [name for name in expected if name not in found]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ModelError(f"{directory}: missing tensor {missing[0]}{more}")
-    for name, (shape, file) in found.items():
-        if name in OPTIONAL_TENSORS:
-            continue
-        if name not in expected:
-            raise ModelError(f"{file}: unexpected tensor {name} (not part of DeepSeek-OCR v1)")
-        if shape != expected[name]:
-            raise ModelError(
-                f"{file}: tensor {name} has shape {list(shape)}, config.json expects {list(expected[name])}"
-            )
+    check_tensor_headers(directory, expected, "DeepSeek-OCR v1", OPTIONAL_TENSORS)
 
 
 def load_v1(
