@@ -196,6 +196,13 @@ def resolve_model(reference: str = DEFAULT_MODEL, offline: bool = False, quiet: 
     return download(reference, offline=offline, progress=DownloadBar(f"downloading {reference}", quiet=quiet)).path
 
 
+def expand_model(reference: str) -> str:
+    """``v1``/``ocr``/``v2``/``ocr2`` -> the family's hub repo (``models.registry.expand_model``)."""
+    from dsocr_cli.models.registry import expand_model as expand
+
+    return expand(reference)
+
+
 def download(
     reference: str,
     revision: str | None = None,
@@ -212,7 +219,7 @@ def download(
     local = Path(reference).expanduser()
     if revision is None and local.is_dir():
         return Snapshot(local)
-    ref = ModelRef.parse(reference, revision)
+    ref = ModelRef.parse(expand_model(reference), revision)
     if offline_requested(offline):
         return Snapshot(cached_snapshot(ref))
     try:
@@ -644,7 +651,7 @@ class Removal:
 
 def plan_removal(reference: str) -> Removal:
     """The revisions ``repo[@revision]`` names (a ref or a commit prefix), or the whole repo."""
-    ref = ModelRef.parse(reference)
+    ref = ModelRef.parse(expand_model(reference))
     folder = repo_dir(ref.repo)
     try:
         info = scan_cache_dir(hub_cache())

@@ -151,3 +151,17 @@ def test_the_v1_runner_implements_the_runner_protocol() -> None:
 
     missing = [name for name in dir(FamilyRunner) if not name.startswith("_") and not hasattr(V1Runner, name)]
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("given", "repo"),
+    [
+        ("v1", "deepseek-ai/DeepSeek-OCR"),
+        ("ocr", "deepseek-ai/DeepSeek-OCR"),
+        ("v2", "deepseek-ai/DeepSeek-OCR-2"),
+        ("OCR2@abc123", "deepseek-ai/DeepSeek-OCR-2@abc123"),
+        ("someone/else", "someone/else"),
+    ],
+)
+def test_short_model_names_resolve_to_the_families_repos(given: str, repo: str) -> None:
+    assert registry.expand_model(given) == repo

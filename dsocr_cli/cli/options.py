@@ -50,7 +50,7 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         envvar="DSOCR_MODEL",
-        help="Hub repo id (owner/name[@revision]) or a local model directory.",
+        help="Hub repo id (owner/name[@revision]), a short name (v1 or ocr, v2 or ocr2), or a local model directory.",
         show_default=True,
     ),
 ]
@@ -92,7 +92,7 @@ ModelArg = Annotated[
     str,
     typer.Argument(
         envvar="DSOCR_MODEL",
-        help="Hub repo id (owner/name[@revision]) or a local model directory.",
+        help="Hub repo id (owner/name[@revision]), a short name (v1 or ocr, v2 or ocr2), or a local model directory.",
         show_default=True,
     ),
 ]

@@ -180,6 +180,8 @@ class ModelFamily(Protocol):
     """What it is, for messages (e.g. ``DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR)``)."""
     default_repo: str
     """The hub repo of the official checkpoint."""
+    short_names: tuple[str, ...]
+    """What ``--model`` may say instead of ``default_repo`` (e.g. ``v2``); ``registry.expand_model`` resolves them."""
     default_mode: str
     prompt_choices: tuple[str, ...]
     """What ``--prompt`` accepts, for ``--help`` and error messages."""

@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 FAMILIES: tuple[ModelFamily, ...] = (V1, V2)
 """Every family, the default first."""
 DEFAULT_FAMILY: ModelFamily = V1
+
+
+def expand_model(reference: str) -> str:
+    """A family's short name (``v1``, ``ocr``, ``v2``, ``ocr2``; ``@revision`` kept) -> its hub repo; anything
+    else unchanged. A local directory of that name wins: the caller checks for one first."""
+    name, at, revision = reference.partition("@")
+    for family in FAMILIES:
+        if name.lower() in family.short_names:
+            return family.default_repo + at + revision
+    return reference
 """The family of ``defaults.DEFAULT_MODEL``."""
 
 

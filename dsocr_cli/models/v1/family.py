@@ -57,6 +57,7 @@ class V1Family:
     name = "deepseek-ocr"
     description = "DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR)"
     default_repo = defaults.DEFAULT_MODEL
+    short_names = ("v1", "ocr")
     default_mode = defaults.MODE
     prompt_choices = v1_prompts.PROMPT_CHOICES
 

@@ -72,6 +72,7 @@ class V2Family:
     name = "deepseek-ocr-2"
     description = "DeepSeek-OCR-2 (deepseek-ai/DeepSeek-OCR-2)"
     default_repo = DEFAULT_REPO
+    short_names = ("v2", "ocr2")
     default_mode = v2_modes.DEFAULT_MODE
     prompt_choices = v1_prompts.PROMPT_CHOICES
 
