@@ -567,6 +567,8 @@ class CachedRevision:
     refs: tuple[str, ...]
     size: int
     path: Path
+    family: str = ""
+    """The model family that runs it (``deepseek-ocr``, ``deepseek-ocr-2``)."""
 
 
 @dataclass(frozen=True)
@@ -585,7 +587,7 @@ class CachedModel:
             "size_bytes": self.size,
             "partial_bytes": self.partial,
             "revisions": [
-                {"commit": r.commit, "refs": list(r.refs), "size_bytes": r.size, "path": str(r.path)}
+                {"commit": r.commit, "refs": list(r.refs), "size_bytes": r.size, "path": str(r.path), "family": r.family}
                 for r in self.revisions
             ],
         }
@@ -605,9 +607,9 @@ def cached_models() -> list[CachedModel]:
         if repo.repo_type != "model":
             continue
         revisions = tuple(
-            CachedRevision(rev.commit_hash, tuple(sorted(rev.refs)), rev.size_on_disk, rev.snapshot_path)
+            CachedRevision(rev.commit_hash, tuple(sorted(rev.refs)), rev.size_on_disk, rev.snapshot_path, family)
             for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
-            if runs_on_dsocr(rev.snapshot_path)
+            if (family := snapshot_family(rev.snapshot_path))
         )
         if revisions or repo.repo_path in partial:
             models.append(CachedModel(repo.repo_id, revisions, repo.size_on_disk, partial.pop(repo.repo_path, 0)))
@@ -619,15 +621,17 @@ def cached_models() -> list[CachedModel]:
     return sorted(models, key=lambda m: m.repo.lower())
 
 
-def runs_on_dsocr(snapshot: Path) -> bool:
-    """Whether a model family (``dsocr_cli.models.registry``) recognises the snapshot's config.json."""
+def snapshot_family(snapshot: Path) -> str | None:
+    """The name of the model family (``dsocr_cli.models.registry``) that recognises the snapshot's config.json."""
     try:
         config = json.loads((snapshot / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        return None
     from dsocr_cli.models.registry import family_for_config
 
-    return family_for_config(config) is not None
+    family = family_for_config(config)
+    return family.name if family is not None else None
+
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,8 @@ def test_models_lists_and_rm_removes(
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["repo"] == REPO
     assert {r["commit"]: r["quantized"] for r in listed["revisions"]} == {main_commit: ["nf4"], v1_commit: []}
+    assert {r["family"] for r in listed["revisions"]} == {"deepseek-ocr"}
+    assert "FAMILY" in table and "deepseek-ocr" in table
 
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["models", "rm", f"{REPO}@v1"]) == ExitCode.USAGE

@@ -155,7 +155,7 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("MODEL", "REVISION", "COMMIT"):
+    for column in ("MODEL", "FAMILY", "REVISION", "COMMIT"):
         table.add_column(column, no_wrap=True)
     table.add_column("SIZE", justify="right", no_wrap=True)
     table.add_column("QUANTIZED", no_wrap=True)
@@ -163,9 +163,9 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         for revision in model.revisions:
             kinds = ", ".join(sorted(kind for kind, _ in variants.get((model.repo, revision.commit), []))) or "-"
             refs = ", ".join(revision.refs) or "-"
-            table.add_row(model.repo, refs, revision.commit[:12], hub.human_size(revision.size), kinds)
+            table.add_row(model.repo, revision.family, refs, revision.commit[:12], hub.human_size(revision.size), kinds)
         if model.partial:
-            table.add_row(model.repo, "(interrupted download)", "-", hub.human_size(model.partial), "-")
+            table.add_row(model.repo, "-", "(interrupted download)", "-", hub.human_size(model.partial), "-")
     table_console().print(table)
 
 
