@@ -24,6 +24,7 @@ from dsocr_cli.models.files import (  # noqa: F401  (INDEX_NAME, SINGLE_NAME, we
     read_json,
     weight_files,
 )
+from dsocr_cli.models.loading import load_checked
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
 from dsocr_cli.models.v1.tokens import TokenIds
@@ -108,23 +109,7 @@ def load_v1(
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
     device = torch.device(device)
-    try:
-        model, info = UnlimitedOcrForConditionalGeneration.from_pretrained(
-            directory,
-            config=config,
-            dtype=dtype,
-            device_map=device,
-            attn_implementation="sdpa",
-            output_loading_info=True,
-        )
-    except torch.OutOfMemoryError:
-        raise ModelError(f"{directory}: out of memory loading the weights on {device} (try --quant nf4)") from None
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"{directory}: cannot load weights ({str(exc).splitlines()[0]})") from None
-    problems = {kind: sorted(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    for kind, names in problems.items():
-        if names:
-            raise ModelError(f"{directory}: {kind.replace('_', ' ')} after conversion: {names[0]}")
+    model = load_checked(UnlimitedOcrForConditionalGeneration, directory, config, dtype, device, oom_advice=" (try --quant nf4)")
     return ready(model, tokenizer, token_ids, directory)
 
 

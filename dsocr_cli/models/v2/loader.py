@@ -22,6 +22,7 @@ from transformers import DeepseekOcr2ForConditionalGeneration, PreTrainedTokeniz
 
 from dsocr_cli.errors import ModelError
 from dsocr_cli.models.files import check_tensor_headers, read_json
+from dsocr_cli.models.loading import load_checked
 from dsocr_cli.models.v1.loader import load_tokenizer
 from dsocr_cli.models.v1.tokens import TokenIds
 from dsocr_cli.models.v2.config import build_config, converted_config, is_converted
@@ -76,23 +77,7 @@ def load_v2(
         except (KeyError, TypeError, IndexError) as exc:
             raise ModelError(f"{source}: incomplete vision/language sizes ({exc})") from None
     device = torch.device(device)
-    try:
-        model, info = DeepseekOcr2ForConditionalGeneration.from_pretrained(
-            directory,
-            config=config,
-            dtype=dtype,
-            device_map=device,
-            attn_implementation="sdpa",
-            output_loading_info=True,
-        )
-    except torch.OutOfMemoryError:
-        raise ModelError(f"{directory}: out of memory loading the weights on {device}") from None
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"{directory}: cannot load weights ({str(exc).splitlines()[0]})") from None
-    problems = {kind: sorted(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    for kind, names in problems.items():
-        if names:
-            raise ModelError(f"{directory}: {kind.replace('_', ' ')} after conversion: {names[0]}")
+    model = load_checked(DeepseekOcr2ForConditionalGeneration, directory, config, dtype, device)
     model.eval()
     model.generation_config.bos_token_id = token_ids.bos
     model.generation_config.eos_token_id = token_ids.eos
