@@ -1,6 +1,6 @@
 """Time one MoE layer's routed experts (official sizes: 64 experts, hidden 1280, intermediate 896, top-6).
 
-Backs the choices documented in ``dsocr_cli.models.v1.quantized_experts``: how the selected experts are
+Backs the choices documented in ``dsocr_cli.models.quantized_experts``: how the selected experts are
 walked (tokens sorted by expert, as dsocr does, vs transformers' eager one-hot mask loop) and how int8 is
 multiplied (weight-only: int8 rows cast to the compute dtype, vs bitsandbytes' LLM.int8() matmul, which
 also quantizes the activations). Decode (1 token) and prefill-sized (256 tokens) batches, best of N.
@@ -25,7 +25,7 @@ from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
     UnlimitedOcrTextExperts,
 )
 
-from dsocr_cli.models.v1.quantized_experts import QuantizedExperts
+from dsocr_cli.models.quantized_experts import QuantizedExperts
 
 HIDDEN, INTERMEDIATE, EXPERTS, TOP_K = 1280, 896, 64, 6
 

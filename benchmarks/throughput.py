@@ -49,10 +49,11 @@ from dsocr_cli import defaults
 from dsocr_cli.devices import resolve_device, resolve_dtype
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, auto_batch_size
+from dsocr_cli.models.loading import ready
 from dsocr_cli.models.registry import load_runner
+from dsocr_cli.models.tokenizer import load_tokenizer
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import CheckpointSpec
-from dsocr_cli.models.v1.loader import load_tokenizer, ready
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import V1Runner

@@ -28,7 +28,7 @@ Choosing (``resolve_quant``):
   within this shared machine's noise, not a ranking.)
 
 Caching (``prepare_quantized``): the first quantization of a checkpoint loads it in bf16 on the CPU,
-quantizes linears and experts (the family's quantization module, ``ModelFamily.quantization``) and saves the result as a self-contained
+quantizes linears and experts (``dsocr_cli.models.quantize``, shared by both families) and saves the result as a self-contained
 model directory under ``quantized_cache_root()``: config.json, tokenizer files, one safetensors file and
 a manifest. It is keyed by the source (hub repo + commit for a hub snapshot, else the directory's path and
 its files' sizes and mtimes), the kind, dsocr's version and the format version, so a changed checkpoint or
@@ -62,10 +62,10 @@ if TYPE_CHECKING:
 
 # This module is imported on every conversion, so it imports neither torch, transformers nor bitsandbytes at
 # the top: bitsandbytes alone takes seconds and, on CPUs with AVX512-BF16, logs a notice when imported. The
-# names below are the ones the family's quantization module defines (v1: dsocr_cli.models.v1.quantize and
-# .quantized_experts; a test keeps them equal); they are repeated here so that telling a quantized directory from a plain one costs no import.
+# names below are the ones dsocr_cli.models.quantize and .quantized_experts define (a test keeps them equal);
+# they are repeated here so that telling a quantized directory from a plain one costs no import.
 MANIFEST_NAME = "dsocr-quantized.json"
-"""Marks a directory as dsocr-quantized weights (``dsocr_cli.models.v1.quantize.MANIFEST_NAME``)."""
+"""Marks a directory as dsocr-quantized weights (``dsocr_cli.models.quantize.MANIFEST_NAME``)."""
 WEIGHTS_NAME = "model-quantized.safetensors"
 EXPERT_KINDS = ("nf4", "int8")
 QUANT_CHOICES = ("auto", "none", *EXPERT_KINDS)
@@ -128,14 +128,14 @@ def bitsandbytes_notices(notify: Callable[[str], None] | None = None) -> Iterato
 
 
 def quantization(notify: Callable[[str], None] | None = None) -> ModuleType:
-    """The quantization module (``dsocr_cli.models.registry.quantization_module``: v1's, whose decoder and
-    experts DeepSeek-OCR-2 shares) and with it bitsandbytes, imported with bitsandbytes' notices kept off
-    stderr (``bitsandbytes_notices``). Every use of bitsandbytes in dsocr goes through here, so only runs
-    that quantize or load quantized weights ever import it."""
-    from dsocr_cli.models.registry import quantization_module
-
+    """The quantization code both families share (``dsocr_cli.models.quantize``: the decoder and its experts
+    are the same network) and with it bitsandbytes, imported with bitsandbytes' notices kept off stderr
+    (``bitsandbytes_notices``). Every use of bitsandbytes in dsocr goes through here, so only runs that
+    quantize or load quantized weights ever import it."""
     with bitsandbytes_notices(notify):
-        return quantization_module()
+        from dsocr_cli.models import quantize
+
+        return quantize
 
 
 def bitsandbytes_module(notify: Callable[[str], None] | None = None) -> ModuleType:
@@ -202,8 +202,8 @@ def bf16_weight_bytes(directory: Path) -> int:
 
 
 def kv_cache_bytes(official: dict) -> int:
-    """bf16 K and V of every decoder layer for ``KV_CONTEXT_TOKENS`` tokens."""
-    language = official.get("language_config") or official
+    """bf16 K and V of every decoder layer for ``KV_CONTEXT_TOKENS`` tokens (official or transformers-converted config)."""
+    language = official.get("language_config") or official.get("text_config") or official
     return language["num_hidden_layers"] * 2 * language["hidden_size"] * 2 * KV_CONTEXT_TOKENS
 
 
@@ -458,11 +458,7 @@ def weight_memory(model: nn.Module) -> WeightMemory:
     from torch import nn
 
     quantize = quantization()
-    keep, quantized_experts, experts = (
-        quantize.KEEP_FULL_PRECISION,
-        quantize.QuantizedExperts,
-        quantize.UnlimitedOcrTextExperts,
-    )
+    keep, quantized_experts, experts = quantize.KEEP_FULL_PRECISION, quantize.QuantizedExperts, quantize.EXPERT_CLASSES
     memory = WeightMemory()
     counted: set[int] = set()
     for name, module in model.named_modules():

@@ -26,18 +26,18 @@ from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
 
 from dsocr_cli.engine.factory import local_backend
 from dsocr_cli.errors import ModelError, UsageError
-from dsocr_cli.models.registry import load_runner
-from dsocr_cli.models.v1.layout import CheckpointSpec, tensor_shapes
-from dsocr_cli.models.v1.preprocess import MODES
-from dsocr_cli.models.v1.prompts import resolve_prompt
-from dsocr_cli.models.v1.quantize import (
+from dsocr_cli.models.quantize import (
     MANIFEST_NAME,
     WEIGHTS_NAME,
     dequantize_serialized,
     quantize_linear,
     serialized_groups,
 )
-from dsocr_cli.models.v1.quantized_experts import QuantizedExperts
+from dsocr_cli.models.quantized_experts import QuantizedExperts
+from dsocr_cli.models.registry import load_runner
+from dsocr_cli.models.v1.layout import CheckpointSpec, tensor_shapes
+from dsocr_cli.models.v1.preprocess import MODES
+from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import V1Request, V1Runner
 from dsocr_cli.progress import Reporter
 from dsocr_cli.quant import (
@@ -417,7 +417,7 @@ def python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_quant_module_names_match_the_quantization_modules() -> None:
     from dsocr_cli import quant
-    from dsocr_cli.models.v1 import quantize, quantized_experts
+    from dsocr_cli.models import quantize, quantized_experts
 
     assert (quant.MANIFEST_NAME, quant.WEIGHTS_NAME) == (quantize.MANIFEST_NAME, quantize.WEIGHTS_NAME)
     assert quant.EXPERT_KINDS == quantized_experts.EXPERT_KINDS

@@ -115,7 +115,7 @@ def test_the_writers_official_size_config_is_the_official_config_json() -> None:
 
 
 def test_config_is_built_from_the_official_config_json_with_the_official_codes_values() -> None:
-    from dsocr_cli.models.v1.tokens import TokenIds
+    from dsocr_cli.models.tokenizer import TokenIds
 
     official = json.loads(OFFICIAL_V2_CONFIG.read_text())
     ids = TokenIds(bos=0, eos=1, image=128815, td_open=128821, td_close=128822)
@@ -168,7 +168,7 @@ def test_the_v2_runner_implements_the_runner_protocol(v2_runner: V2Runner) -> No
 def test_the_writers_checkpoint_loads_with_no_missing_or_unexpected_keys(v2_checkpoint: Path) -> None:
     from transformers import DeepseekOcr2ForConditionalGeneration
 
-    from dsocr_cli.models.v1.loader import load_tokenizer
+    from dsocr_cli.models.tokenizer import load_tokenizer
 
     official = json.loads((v2_checkpoint / "config.json").read_text())
     _, ids = load_tokenizer(v2_checkpoint)
@@ -369,21 +369,3 @@ def test_a_directory_saved_by_transformers_loads(v2_runner: V2Runner, v2_checkpo
     original = v2_runner.model.state_dict()
     assert reloaded.keys() == original.keys()
     assert all(torch.equal(reloaded[name], original[name]) for name in original)
-
-
-def test_quantizing_v2_is_refused_before_anything_is_built(
-    dsocr, v2_eos_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The expert quantizer is v1's so far: v2 with --quant says so at once (exit 4) and builds no cache entry."""
-    make_image("scan.png")
-    cache = tmp_path / "dsocr-cache"
-    monkeypatch.setenv("DSOCR_CACHE", str(cache))
-
-    run = dsocr("convert", "scan.png", "--model", v2_eos_checkpoint, "--quant", "nf4", "--device", "cpu")
-
-    assert run.code == 4
-    assert run.stderr == (
-        f"error: {v2_eos_checkpoint}: --quant nf4 is not available for DeepSeek-OCR-2 (deepseek-ai/DeepSeek-OCR-2) "
-        "yet; use --quant none\n"
-    )
-    assert not cache.exists() or not any(cache.rglob("*.safetensors"))

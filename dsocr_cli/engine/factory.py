@@ -74,8 +74,7 @@ def local_backend(
     """
     from dsocr_cli import hub
     from dsocr_cli.devices import resolve_device, resolve_dtype
-    from dsocr_cli.errors import ModelError
-    from dsocr_cli.models.registry import family_for, load_runner
+    from dsocr_cli.models.registry import load_runner
     from dsocr_cli.quant import prepare_quantized, resolve_quant
 
     quiet_transformers()
@@ -86,10 +85,6 @@ def local_backend(
         torch_dtype = resolve_dtype(dtype, torch_device)
         quant = resolve_quant(quant, torch_device, directory)
         started = time.perf_counter()
-        if quant != "none" and family_for(directory).name != "deepseek-ocr":
-            raise ModelError(
-                f"{model}: --quant {quant} is not available for {family_for(directory).description} yet; use --quant none"
-            )
         if quant != "none":
             directory = prepare_quantized(directory, quant, torch_device, notify=reporter.info)
         runner = load_runner(directory, torch_device, torch_dtype, notify=reporter.info)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -214,11 +213,4 @@ class ModelFamily(Protocol):
 
     def reference_sizes(self) -> ReferenceSizes:
         """Sizes of the official checkpoint, from the family's layout table (nothing is read)."""
-        ...
-
-    def quantization(self) -> ModuleType:
-        """The family's bitsandbytes quantization module, as ``dsocr_cli.quant`` uses it: ``FORMAT_VERSION``,
-        ``KEEP_FULL_PRECISION``, ``read_manifest``, ``quantized_state``, ``write_dequantized``,
-        ``copy_model_files`` and the expert module classes ``QuantizedExperts`` / ``UnlimitedOcrTextExperts``.
-        Importing it imports bitsandbytes: call it inside ``dsocr_cli.quant.bitsandbytes_notices``."""
         ...

@@ -7,12 +7,14 @@ one-line ``ModelError`` naming the directory (exit 4). Nothing half-loaded is re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dsocr_cli.errors import ModelError
+from dsocr_cli.models.tokenizer import TokenIds
 
 
 def load_checked(
@@ -37,3 +39,41 @@ def load_checked(
         if names:
             raise ModelError(f"{directory}: {kind.replace('_', ' ')} after conversion: {names[0]}")
     return model
+
+
+@dataclass
+class Loaded:
+    """A ready-to-run model of any family with its tokenizer and the token ids dsocr relies on."""
+
+    model: Any
+    """The family's transformers model (``UnlimitedOcrForConditionalGeneration``, ``DeepseekOcr2ForConditionalGeneration``)."""
+    tokenizer: Any
+    token_ids: TokenIds
+    source: Path
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+
+def ready(model: Any, tokenizer: Any, token_ids: TokenIds, source: Path) -> Loaded:
+    """Inference mode and the generation ids every model needs, however its weights were loaded
+    (``from_pretrained``, the quantized cache, a benchmark's random init)."""
+    model.eval()
+    model.generation_config.bos_token_id = token_ids.bos
+    model.generation_config.eos_token_id = token_ids.eos
+    model.generation_config.pad_token_id = token_ids.eos
+    return Loaded(model=model, tokenizer=tokenizer, token_ids=token_ids, source=source)
+
+
+def refuse_prequantized(directory: Path, official: dict[str, Any]) -> None:
+    """A pre-quantized checkpoint (``quantization_config`` in config.json) takes the quantized path, never this one."""
+    if official.get("quantization_config"):
+        raise ModelError(
+            f"{directory}: a pre-quantized checkpoint; load it with --quant auto (dsocr re-packs it into its "
+            "quantized cache, dsocr_cli.quant.prepare_quantized)"
+        )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dsocr_cli.errors import ModelError, UsageError
@@ -35,6 +34,8 @@ def expand_model(reference: str) -> str:
         if name.lower() in family.short_names:
             return family.default_repo + at + revision
     return reference
+
+
 """The family of ``defaults.DEFAULT_MODEL``."""
 
 
@@ -105,9 +106,3 @@ def check_mode(name: str, family: ModelFamily = DEFAULT_FAMILY) -> None:
 def resolve_prompt(spec: str, family: ModelFamily = DEFAULT_FAMILY) -> PromptLike:
     """``--prompt`` checked before any model loads (the default family's prompts)."""
     return family.resolve_prompt(spec)
-
-
-def quantization_module(family: ModelFamily = DEFAULT_FAMILY) -> ModuleType:
-    """The quantization code (``ModelFamily.quantization``); imports bitsandbytes, so callers wrap it in
-    ``dsocr_cli.quant.bitsandbytes_notices``."""
-    return family.quantization()

@@ -13,7 +13,7 @@ from typing import Any
 from transformers import UnlimitedOcrConfig
 
 from dsocr_cli.errors import ModelError
-from dsocr_cli.models.v1.tokens import TokenIds
+from dsocr_cli.models.tokenizer import TokenIds
 
 SAM_KEY = "sam_vit_b"
 CLIP_KEY = "clip-l-14-224"
@@ -94,9 +94,10 @@ def build_config(official: dict[str, Any], token_ids: TokenIds, source: str) -> 
     }
     projector = official.get("projector_config") or {}
     expected_in = sam_config["downsample_channels"][-1] + encoder_config["hidden_size"]
-    if projector.get("input_dim", expected_in) != expected_in or projector.get("n_embed", text["hidden_size"]) != text[
-        "hidden_size"
-    ]:
+    if (
+        projector.get("input_dim", expected_in) != expected_in
+        or projector.get("n_embed", text["hidden_size"]) != text["hidden_size"]
+    ):
         raise ModelError(
             f"{source}: projector_config {projector.get('input_dim')}->{projector.get('n_embed')} does not join "
             f"vision features ({expected_in}) to the decoder ({text['hidden_size']})"

@@ -96,15 +96,15 @@ class V1Family:
         notify: Callable[[str], None] | None = None,
     ) -> V1Runner:
         """A plain checkpoint through ``loader.load_v1``; a dsocr-quantized directory (it has a manifest)
-        through ``quantize.load_quantized_v1``, importing bitsandbytes only then (its notices go to ``notify``)."""
+        through ``dsocr_cli.models.quantize.load_quantized``, importing bitsandbytes only then (its notices go
+        to ``notify``)."""
+        from dsocr_cli.models.v1.loader import empty_v1, load_v1
         from dsocr_cli.models.v1.runner import V1Runner
         from dsocr_cli.quant import MANIFEST_NAME, quantization
 
         directory = Path(directory)
         if (directory / MANIFEST_NAME).is_file():
-            return V1Runner(quantization(notify).load_quantized_v1(directory, device=device, dtype=dtype))
-        from dsocr_cli.models.v1.loader import load_v1
-
+            return V1Runner(quantization(notify).load_quantized(directory, device, dtype, empty_v1))
         return V1Runner(load_v1(directory, device=device, dtype=dtype))
 
     def reference_sizes(self) -> ReferenceSizes:
@@ -118,12 +118,6 @@ class V1Family:
             hidden_size=spec.hidden_size,
             context_tokens=CONTEXT_TOKENS,
         )
-
-    def quantization(self) -> Any:
-        """``dsocr_cli.models.v1.quantize`` (imports bitsandbytes: call it inside ``quant.bitsandbytes_notices``)."""
-        from dsocr_cli.models.v1 import quantize
-
-        return quantize
 
 
 FAMILY = V1Family()

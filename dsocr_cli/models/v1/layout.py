@@ -152,7 +152,6 @@ def tensor_shapes(spec: CheckpointSpec) -> Iterator[tuple[str, tuple[int, ...]]]
     yield "lm_head.weight", (spec.vocab_size, h)
 
 
-
 def spec_from_config(official: dict[str, Any]) -> CheckpointSpec:
     """The sizes an official ``config.json`` declares (decoder from ``language_config``, vision from ``width``)."""
     language = official.get("language_config") or official

@@ -9,76 +9,21 @@ conversion mapping straight to the target device and dtype (memory-mapped, no fl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerFast, UnlimitedOcrForConditionalGeneration
+from transformers import UnlimitedOcrForConditionalGeneration
 
 from dsocr_cli.errors import ModelError
-from dsocr_cli.models.files import (  # noqa: F401  (INDEX_NAME, SINGLE_NAME, weight_files: re-exported)
-    INDEX_NAME,
-    SINGLE_NAME,
-    check_tensor_headers,
-    read_json,
-    weight_files,
-)
-from dsocr_cli.models.loading import load_checked
+from dsocr_cli.models.files import check_tensor_headers, read_json
+from dsocr_cli.models.loading import Loaded, load_checked, ready, refuse_prequantized
+from dsocr_cli.models.tokenizer import load_tokenizer
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
-from dsocr_cli.models.v1.tokens import TokenIds
 
 OPTIONAL_TENSORS = frozenset({"model.vision_model.embeddings.position_ids"})
 """A buffer some re-saved checkpoints carry; the official index does not."""
-SPECIAL_TOKENS = {
-    "bos": "<｜begin▁of▁sentence｜>",
-    "eos": "<｜end▁of▁sentence｜>",
-    "image": "<image>",
-    "td_open": "<td>",
-    "td_close": "</td>",
-}
-
-
-@dataclass
-class LoadedV1:
-    """A ready-to-run v1 model with its tokenizer and the token ids dsocr relies on."""
-
-    model: UnlimitedOcrForConditionalGeneration
-    tokenizer: PreTrainedTokenizerFast
-    token_ids: TokenIds
-    source: Path
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
-
-def load_tokenizer(directory: Path) -> tuple[PreTrainedTokenizerFast, TokenIds]:
-    """The checkpoint's own ``tokenizer.json``, used as is (no class-specific rewriting of its pipeline)."""
-    tokenizer_file = directory / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise ModelError(f"{directory}: no tokenizer.json (the tokenizer is part of the model download)")
-    try:
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_file=str(tokenizer_file),
-            bos_token=SPECIAL_TOKENS["bos"],
-            eos_token=SPECIAL_TOKENS["eos"],
-            pad_token="<｜▁pad▁｜>",
-            clean_up_tokenization_spaces=False,
-        )
-    except Exception as exc:  # tokenizers raises bare Exception subclasses for malformed files
-        raise ModelError(f"{tokenizer_file}: cannot load tokenizer ({exc})") from None
-    vocab = tokenizer.get_vocab()
-    missing = [token for token in SPECIAL_TOKENS.values() if token not in vocab]
-    if missing:
-        raise ModelError(f"{tokenizer_file}: tokenizer lacks {', '.join(missing)} (not a DeepSeek-OCR tokenizer)")
-    ids = TokenIds(**{key: vocab[token] for key, token in SPECIAL_TOKENS.items()})
-    return tokenizer, ids
 
 
 def check_tensors(directory: Path, official: dict[str, Any]) -> None:
@@ -91,17 +36,13 @@ def load_v1(
     directory: str | Path,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> LoadedV1:
+) -> Loaded:
     """Validate and load a v1 checkpoint directory; every failure is a one-line ``ModelError``."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelError(f"{directory}: model directory not found")
     official = read_json(directory / "config.json")
-    if official.get("quantization_config"):
-        raise ModelError(
-            f"{directory}: a pre-quantized checkpoint; load it with --quant auto (dsocr re-packs it into its "
-            "quantized cache, dsocr_cli.quant.prepare_quantized)"
-        )
+    refuse_prequantized(directory, official)
     tokenizer, token_ids = load_tokenizer(directory)
     config = build_config(official, token_ids, str(directory / "config.json"))
     try:
@@ -109,16 +50,17 @@ def load_v1(
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
     device = torch.device(device)
-    model = load_checked(UnlimitedOcrForConditionalGeneration, directory, config, dtype, device, oom_advice=" (try --quant nf4)")
+    model = load_checked(
+        UnlimitedOcrForConditionalGeneration, directory, config, dtype, device, oom_advice=" (try --quant nf4)"
+    )
     return ready(model, tokenizer, token_ids, directory)
 
 
-def ready(
-    model: UnlimitedOcrForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, token_ids: TokenIds, source: Path
-) -> LoadedV1:
-    """Inference mode and the generation ids every v1 model needs, however its weights were loaded."""
-    model.eval()
-    model.generation_config.bos_token_id = token_ids.bos
-    model.generation_config.eos_token_id = token_ids.eos
-    model.generation_config.pad_token_id = token_ids.eos
-    return LoadedV1(model=model, tokenizer=tokenizer, token_ids=token_ids, source=source)
+def empty_v1(directory: Path) -> tuple[UnlimitedOcrForConditionalGeneration, Any, Any]:
+    """The network ``directory``'s config.json describes, on the meta device (no memory), with its tokenizer
+    and token ids: what ``dsocr_cli.models.quantize.load_quantized`` fills from dsocr's quantized cache."""
+    tokenizer, token_ids = load_tokenizer(directory)
+    config = build_config(read_json(directory / "config.json"), token_ids, str(directory / "config.json"))
+    with torch.device("meta"):
+        model = UnlimitedOcrForConditionalGeneration(config)
+    return model, tokenizer, token_ids

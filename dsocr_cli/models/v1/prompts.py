@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dsocr_cli.errors import UsageError
-from dsocr_cli.models.v1.tokens import TokenIds
+from dsocr_cli.models.tokenizer import TokenIds
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -22,8 +22,8 @@ from dsocr_cli.generation.kvcache import RowCache
 from dsocr_cli.generation.outcome import Generation, NonFiniteLogits, Prefill, check_finite  # noqa: F401  (re-exported)
 from dsocr_cli.generation.streaming import TextCallbackStreamer
 from dsocr_cli.models.family import ModeInfo
+from dsocr_cli.models.loading import Loaded
 from dsocr_cli.models.v1.family import FAMILY
-from dsocr_cli.models.v1.loader import LoadedV1
 from dsocr_cli.models.v1.preprocess import MODES, PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids, resolve_prompt
 
@@ -61,7 +61,7 @@ class V1Runner:
 
     family = "deepseek-ocr"
 
-    def __init__(self, loaded: LoadedV1) -> None:
+    def __init__(self, loaded: Loaded) -> None:
         self.loaded = loaded
 
     # The ``FamilyRunner`` protocol (dsocr_cli.models.family): what the engine reads instead of reaching

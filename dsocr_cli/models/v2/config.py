@@ -17,8 +17,8 @@ from typing import Any
 from transformers import DeepseekOcr2Config
 
 from dsocr_cli.errors import ModelError
+from dsocr_cli.models.tokenizer import TokenIds
 from dsocr_cli.models.v1.config import DECODER_FIELDS, OFFICIAL_MODEL_TYPE, decoder_defaults
-from dsocr_cli.models.v1.tokens import TokenIds
 from dsocr_cli.models.v2.layout import ENCODER_KEY, SAM_KEY, spec_from_config
 
 CONVERTED_MODEL_TYPE = "deepseek_ocr2"

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsocr_cli.errors import ModelError, UsageError
+from dsocr_cli.errors import UsageError
 from dsocr_cli.models.family import ModeInfo, ReferenceSizes
 from dsocr_cli.models.v1 import prompts as v1_prompts
 from dsocr_cli.models.v2 import modes as v2_modes
@@ -115,14 +115,15 @@ class V2Family:
         dtype: torch.dtype,
         notify: Callable[[str], None] | None = None,
     ) -> V2Runner:
-        from dsocr_cli.quant import MANIFEST_NAME
+        """A plain checkpoint (either layout) through ``loader.load_v2``; a dsocr-quantized directory through
+        ``dsocr_cli.models.quantize.load_quantized`` (bitsandbytes imported only then, notices to ``notify``)."""
+        from dsocr_cli.models.v2.loader import empty_v2, load_v2
+        from dsocr_cli.models.v2.runner import V2Runner
+        from dsocr_cli.quant import MANIFEST_NAME, quantization
 
         directory = Path(directory)
         if (directory / MANIFEST_NAME).is_file():
-            raise ModelError(f"{directory}: quantized DeepSeek-OCR-2 weights are not supported yet")
-        from dsocr_cli.models.v2.loader import load_v2
-        from dsocr_cli.models.v2.runner import V2Runner
-
+            return V2Runner(quantization(notify).load_quantized(directory, device, dtype, empty_v2))
         return V2Runner(load_v2(directory, device=device, dtype=dtype))
 
     def reference_sizes(self) -> ReferenceSizes:
@@ -136,9 +137,6 @@ class V2Family:
             hidden_size=spec.hidden_size,
             context_tokens=CONTEXT_TOKENS,
         )
-
-    def quantization(self) -> Any:
-        raise ModelError(f"--quant is not supported for {self.description} yet")
 
 
 FAMILY = V2Family()

@@ -13,38 +13,18 @@ mismatched key after conversion is a one-line ``ModelError``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DeepseekOcr2ForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import DeepseekOcr2ForConditionalGeneration
 
 from dsocr_cli.errors import ModelError
 from dsocr_cli.models.files import check_tensor_headers, read_json
-from dsocr_cli.models.loading import load_checked
-from dsocr_cli.models.v1.loader import load_tokenizer
-from dsocr_cli.models.v1.tokens import TokenIds
+from dsocr_cli.models.loading import Loaded, load_checked, ready, refuse_prequantized
+from dsocr_cli.models.tokenizer import TokenIds, load_tokenizer
 from dsocr_cli.models.v2.config import build_config, converted_config, is_converted
 from dsocr_cli.models.v2.layout import spec_from_config, tensor_shapes
-
-
-@dataclass
-class LoadedV2:
-    """A ready-to-run v2 model with its tokenizer and the token ids dsocr relies on."""
-
-    model: DeepseekOcr2ForConditionalGeneration
-    tokenizer: PreTrainedTokenizerFast
-    token_ids: TokenIds
-    source: Path
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
 
 
 def check_tensors(directory: Path, official: dict[str, Any]) -> None:
@@ -53,33 +33,45 @@ def check_tensors(directory: Path, official: dict[str, Any]) -> None:
     check_tensor_headers(directory, expected, "DeepSeek-OCR-2")
 
 
+def model_config(directory: Path, official: dict[str, Any], token_ids: TokenIds) -> Any:
+    """The native config for ``directory``: built by dsocr from the official config.json, or read from
+    transformers' converted one (``config.converted_config``)."""
+    source = str(directory / "config.json")
+    if is_converted(official):
+        return converted_config(official, token_ids, source)
+    return build_config(official, token_ids, source)
+
+
 def load_v2(
     directory: str | Path,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> LoadedV2:
+) -> Loaded:
     """Validate and load a v2 checkpoint directory; every failure is a one-line ``ModelError``."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelError(f"{directory}: model directory not found")
     official = read_json(directory / "config.json")
-    if official.get("quantization_config"):
-        raise ModelError(f"{directory}: a pre-quantized DeepSeek-OCR-2 checkpoint (not supported yet)")
+    refuse_prequantized(directory, official)
     tokenizer, token_ids = load_tokenizer(directory)
-    source = str(directory / "config.json")
-    if is_converted(official):
-        # transformers' own layout: its names are the native model's, checked by the loading info below
-        config = converted_config(official, token_ids, source)
-    else:
-        config = build_config(official, token_ids, source)
+    config = model_config(directory, official, token_ids)
+    if not is_converted(official):  # transformers' own layout is checked by the loading info instead
         try:
             check_tensors(directory, official)
         except (KeyError, TypeError, IndexError) as exc:
-            raise ModelError(f"{source}: incomplete vision/language sizes ({exc})") from None
+            raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
     device = torch.device(device)
-    model = load_checked(DeepseekOcr2ForConditionalGeneration, directory, config, dtype, device)
-    model.eval()
-    model.generation_config.bos_token_id = token_ids.bos
-    model.generation_config.eos_token_id = token_ids.eos
-    model.generation_config.pad_token_id = token_ids.eos
-    return LoadedV2(model=model, tokenizer=tokenizer, token_ids=token_ids, source=directory)
+    model = load_checked(
+        DeepseekOcr2ForConditionalGeneration, directory, config, dtype, device, oom_advice=" (try --quant nf4)"
+    )
+    return ready(model, tokenizer, token_ids, directory)
+
+
+def empty_v2(directory: Path) -> tuple[DeepseekOcr2ForConditionalGeneration, Any, TokenIds]:
+    """The network ``directory``'s config.json describes, on the meta device, with its tokenizer and token ids
+    (what ``dsocr_cli.models.quantize.load_quantized`` fills from dsocr's quantized cache)."""
+    tokenizer, token_ids = load_tokenizer(directory)
+    config = model_config(directory, read_json(directory / "config.json"), token_ids)
+    with torch.device("meta"):
+        model = DeepseekOcr2ForConditionalGeneration(config)
+    return model, tokenizer, token_ids

@@ -24,10 +24,10 @@ from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr
 from dsocr_cli.generation.kvcache import RowCache
 from dsocr_cli.generation.outcome import Generation, Prefill
 from dsocr_cli.models.family import ModeInfo
+from dsocr_cli.models.loading import Loaded
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
 from dsocr_cli.models.v1.runner import V1Runner
 from dsocr_cli.models.v2.family import FAMILY, NGRAM_SIZE, NGRAM_WINDOW_IMAGE
-from dsocr_cli.models.v2.loader import LoadedV2
 from dsocr_cli.models.v2.modes import MODES, TILE_SIZE, Mode
 from dsocr_cli.models.v2.preprocess import PreparedImage, prepare_image
 
@@ -50,7 +50,7 @@ class V2Runner(V1Runner):
 
     family = "deepseek-ocr-2"
 
-    def __init__(self, loaded: LoadedV2) -> None:  # type: ignore[override]
+    def __init__(self, loaded: Loaded) -> None:  # type: ignore[override]
         self.loaded = loaded  # type: ignore[assignment]
 
     @property

@@ -3,7 +3,8 @@
 transformers' bitsandbytes integration swaps ``nn.Linear`` modules only, but DeepSeek-OCR keeps its 64
 routed experts per layer as two fused 3-D parameters (``gate_up_proj`` (E, 2I, H) and ``down_proj``
 (E, H, I)): about 2.4B of the 3.3B parameters. Left alone they stay bf16 and "nf4" saves little, so dsocr
-replaces each ``UnlimitedOcrTextExperts`` with ``QuantizedExperts``: same ``forward(hidden_states,
+replaces each experts module (v1's ``UnlimitedOcrTextExperts``, v2's ``DeepseekOcr2TextExperts``) with
+``QuantizedExperts``: same ``forward(hidden_states,
 top_k_index, top_k_weights)``, one quantized row per expert, and only the experts the router picked for
 the current tokens are dequantized and multiplied.
 
@@ -37,10 +38,11 @@ import bitsandbytes.functional as bnbf
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
-    UnlimitedOcrTextExperts,
-)
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2TextExperts
+from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrTextExperts
 
+EXPERT_CLASSES = (UnlimitedOcrTextExperts, DeepseekOcr2TextExperts)
+"""transformers' routed-experts modules of v1 and v2: the same decoder, the same fused (E, 2I, H) / (E, H, I) layout."""
 EXPERT_KINDS = ("nf4", "int8")
 BLOCKSIZE = 64
 """bitsandbytes' default 4-bit block: the granularity of the per-block scale."""
@@ -48,7 +50,7 @@ PROJECTIONS = ("gate_up_proj", "down_proj")
 
 
 class QuantizedExperts(nn.Module):
-    """Drop-in replacement for ``UnlimitedOcrTextExperts`` with nf4 or int8 weights per expert."""
+    """Drop-in replacement for either family's experts module (``EXPERT_CLASSES``) with nf4 or int8 weights per expert."""
 
     def __init__(
         self,
@@ -95,8 +97,8 @@ class QuantizedExperts(nn.Module):
         return self.num_experts * sum(rows * cols for rows, cols in self.matrix_shapes().values())
 
     @classmethod
-    def quantize(cls, experts: UnlimitedOcrTextExperts, kind: str, device: torch.device | str) -> QuantizedExperts:
-        """Quantize a loaded ``UnlimitedOcrTextExperts`` on ``device``, one expert at a time."""
+    def quantize(cls, experts: nn.Module, kind: str, device: torch.device | str) -> QuantizedExperts:
+        """Quantize a loaded experts module (``EXPERT_CLASSES``) on ``device``, one expert at a time."""
         device = torch.device(device)
         module = cls(
             experts.num_experts, experts.hidden_dim, experts.intermediate_dim, experts.act_fn, kind, device=device

@@ -1,9 +1,11 @@
-"""Quantize a loaded v1 model to nf4 or int8, save it, and load it back without any bf16 copy of its weights.
+"""Quantize a loaded model (either family: the decoder is the same network) to nf4 or int8, save it, and load
+it back without any bf16 copy of its weights.
 
 What is quantized: every ``nn.Linear`` except ``lm_head`` (quantizing the output head costs accuracy on
 every token for a small saving; bitsandbytes' transformers integration keeps it too), plus the routed
 experts (``QuantizedExperts``: the fused 3-D expert weights hold most of the parameters and no stock
-integration touches them). int8 also keeps ``model.vision_tower``: bitsandbytes' int8 matmul takes 2-D/3-D
+integration touches them; both families' expert classes, ``EXPERT_CLASSES``). int8 also keeps
+``model.vision_tower`` (v1: SAM + CLIP, v2: SAM + the Qwen2 encoder): bitsandbytes' int8 matmul takes 2-D/3-D
 activations only and SAM runs its linears on (B, H, W, C) maps. Embeddings, norms, convolutions and the
 router stay in the model dtype.
 
@@ -30,8 +32,10 @@ import json
 import logging
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
@@ -39,26 +43,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import UnlimitedOcrForConditionalGeneration
-from transformers.models.unlimited_ocr.modeling_unlimited_ocr import (
-    UnlimitedOcrTextExperts,
-)
 
 from dsocr_cli.errors import ModelError
-from dsocr_cli.models.v1.config import build_config
-from dsocr_cli.models.v1.loader import (
-    INDEX_NAME,
-    LoadedV1,
-    load_tokenizer,
-    read_json,
-    ready,
-    weight_files,
-)
-from dsocr_cli.models.v1.quantized_experts import (
-    BLOCKSIZE,
-    EXPERT_KINDS,
-    QuantizedExperts,
-)
+from dsocr_cli.models.files import INDEX_NAME, read_json, weight_files
+from dsocr_cli.models.loading import Loaded, ready
+from dsocr_cli.models.quantized_experts import BLOCKSIZE, EXPERT_CLASSES, EXPERT_KINDS, QuantizedExperts
 
 KEEP_FULL_PRECISION = ("lm_head",)
 INT8_ALSO_KEEPS = ("model.vision_tower",)
@@ -93,9 +82,7 @@ def targets(model: nn.Module, kind: str) -> list[tuple[nn.Module, str, str, nn.M
     for parent_name, parent in model.named_modules():
         for attribute, child in parent.named_children():
             name = f"{parent_name}.{attribute}" if parent_name else attribute
-            if isinstance(child, UnlimitedOcrTextExperts) or (
-                type(child) is nn.Linear and not keeps_full_precision(name, kind)
-            ):
+            if isinstance(child, EXPERT_CLASSES) or (type(child) is nn.Linear and not keeps_full_precision(name, kind)):
                 found.append((parent, attribute, name, child))
     return found
 
@@ -119,7 +106,7 @@ def quantized_state(model: nn.Module, kind: str, device: torch.device) -> dict[s
     state: dict[str, torch.Tensor] = {}
     handled: set[str] = set()
     for _, _, name, module in targets(model, kind):
-        if isinstance(module, UnlimitedOcrTextExperts):
+        if isinstance(module, EXPERT_CLASSES):
             tensors = dict(QuantizedExperts.quantize(module, kind, device).state_dict())
         else:
             tensors = quantize_linear(module.weight.to(device), kind)
@@ -135,7 +122,7 @@ def quantized_state(model: nn.Module, kind: str, device: torch.device) -> dict[s
 
 def empty_quantized(module: nn.Module, kind: str, dtype: torch.dtype) -> nn.Module:
     """The meta-device quantized stand-in for ``module``, to be filled from a saved state."""
-    if isinstance(module, UnlimitedOcrTextExperts):
+    if isinstance(module, EXPERT_CLASSES):
         return QuantizedExperts(module.num_experts, module.hidden_dim, module.intermediate_dim, module.act_fn, kind)
     bias = module.bias is not None
     if kind == "nf4":
@@ -198,15 +185,16 @@ def read_manifest(directory: Path) -> dict:
     return manifest
 
 
-def load_quantized_v1(directory: Path, device: torch.device, dtype: torch.dtype) -> LoadedV1:
-    """Load a directory written by ``dsocr_cli.quant.prepare_quantized``; failures are one-line ``ModelError``s."""
+EmptyModel = Callable[[Path], tuple[nn.Module, Any, Any]]
+"""A family's ``directory -> (network on the meta device, tokenizer, token ids)`` (``v1.loader.empty_v1``, ``v2.loader.empty_v2``)."""
+
+
+def load_quantized(directory: Path, device: torch.device, dtype: torch.dtype, empty: EmptyModel) -> Loaded:
+    """Load a directory written by ``dsocr_cli.quant.prepare_quantized`` into the network ``empty`` builds;
+    failures are one-line ``ModelError``s."""
     kind = read_manifest(directory)["quant"]
     weights = directory / WEIGHTS_NAME
-    official = read_json(directory / "config.json")
-    tokenizer, token_ids = load_tokenizer(directory)
-    config = build_config(official, token_ids, str(directory / "config.json"))
-    with torch.device("meta"):
-        model = UnlimitedOcrForConditionalGeneration(config)
+    model, tokenizer, token_ids = empty(directory)
     for parent, attribute, _, module in targets(model, kind):
         setattr(parent, attribute, empty_quantized(module, kind, dtype))
     try:
