@@ -140,7 +140,9 @@ def make_writer(job: ConvertJob, name: str) -> Writer:
 
 
 def retry_options(options: ConvertOptions) -> ConvertOptions | None:
-    """The loop guard's second try for a page whose output loops; None when the guard is off."""
+    """The loop guard's second try for a page whose output loops (``options`` resolved: ``with_guard``); None
+    when the guard is off."""
+    assert options.ngram_size is not None and options.ngram_window is not None
     if options.ngram_size == 0:
         return None
     return replace(
@@ -233,22 +235,26 @@ def close_all(documents: Iterable[DocumentRun]) -> None:
 
 
 def page_requests(
-    job: ConvertJob, documents: Iterable[DocumentRun], on_text: Callable[[str], None] | None
+    job: ConvertJob, documents: Iterable[DocumentRun], on_text: Callable[[str], None] | None, backend: Backend
 ) -> Iterator[PageRequest]:
     """Every selected page of every document, in order; a document that cannot be opened is one failing request.
 
-    A streamed page is not retried: its tokens are already on stdout, and a second attempt would print twice.
+    Guard settings the user left open are the family's official ones for the document's kind (images and PDF
+    pages differ: ``Backend.guard_defaults``). A streamed page is not retried: its tokens are already on
+    stdout, and a second attempt would print twice.
     """
-    retry = None if on_text is not None else retry_options(job.options)
     for doc in documents:
         if doc.failed:
             continue
         if doc.document is None and not doc.open(job):
             yield PageRequest(doc.source.name, 0, load=doc.failed_open, options=job.options, tag=doc)
             continue
+        assert doc.document is not None
+        options = job.options.with_guard(backend.guard_defaults(doc.document.kind))
+        retry = None if on_text is not None else retry_options(options)
         for number in list(doc.page_numbers or ()):
             yield PageRequest(
-                doc.source.name, number, load=doc.next_page, options=job.options, retry=retry, on_text=on_text, tag=doc
+                doc.source.name, number, load=doc.next_page, options=options, retry=retry, on_text=on_text, tag=doc
             )
 
 
@@ -335,7 +341,9 @@ def convert_all(
     def on_text(text: str) -> None:
         write_stdout(stdout, text)
 
-    with closing(backend.convert_many(page_requests(job, documents, on_text if streaming else None))) as outcomes:
+    with closing(
+        backend.convert_many(page_requests(job, documents, on_text if streaming else None, backend))
+    ) as outcomes:
         for outcome in outcomes:
             doc: DocumentRun = outcome.request.tag
             if doc.failed:
@@ -489,7 +497,9 @@ def record(job: ConvertJob, result: PageResult, summary: RunSummary, reporter: R
     page = result.page
     label = f"{page.source}: page {page.number}"
     if result.retried:
-        reporter.info(f"{label} looped; retried with a stronger guard (--no-repeat-ngram {job.options.ngram_size})")
+        reporter.info(
+            f"{label} looped; retried with a stronger guard ({RETRY_NGRAM_SIZE}-grams within {RETRY_NGRAM_WINDOW} tokens)"
+        )
     if result.looped:
         summary.looped_pages.append(f"{page.source}#{page.number}")
         reporter.warn(

@@ -13,10 +13,8 @@ PAGE_SEPARATOR = "<!-- page {number} -->"
 """Put before each page in Markdown; ``{number}`` is the page number."""
 MAX_NEW_TOKENS = 8192
 """Generated-token limit per page (the official pipeline's ``max_tokens``)."""
-NGRAM_SIZE = 20
-"""The official loop guard's n-gram size."""
-NGRAM_WINDOW = 50
-"""The official loop guard's window of recent generated tokens."""
+# The loop guard's n-gram size and window are the model family's, per input kind (images, PDF pages): see
+# ``dsocr_cli.models.family.ModelFamily.guard_defaults``; ``--no-repeat-ngram`` / ``--ngram-window`` override them.
 RETRY_NGRAM_SIZE = 10
 RETRY_NGRAM_WINDOW = 120
 """The loop guard's second try: shorter n-grams over a longer window ban far more repetition."""

@@ -36,7 +36,7 @@ from dsocr_cli.cli.options import (
 from dsocr_cli.config import CONFIGURED_COMMANDS, ConfigFile, config_path, load_config
 from dsocr_cli.errors import EXIT_CODE_MEANINGS, DsocrError, ExitCode, Stopped, UsageError, stdout_error
 from dsocr_cli.messages import clean
-
+from dsocr_cli.models.registry import guard_help
 
 # Start-up cost is part of the interface: --help, --version, shell completion and `config path` import
 # nothing beyond typer and rich (no torch, transformers or hub client); each command imports what it uses.
@@ -55,7 +55,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Where dsocr reads its settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-CONVERT_EXAMPLES = """Examples:
+CONVERT_EXAMPLES = (
+    """Examples:
 
   dsocr convert paper.pdf > paper.md
 
@@ -63,7 +64,10 @@ CONVERT_EXAMPLES = """Examples:
 
   curl -s https://example.org/a.pdf | dsocr convert - --pages 1-3
 
-Exit codes: """ + "; ".join(f"{int(code)} {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()) + ".\n"
+Exit codes: """
+    + "; ".join(f"{int(code)} {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
+    + ".\n"
+)
 
 
 @app.command(epilog=CONVERT_EXAMPLES)
@@ -104,15 +108,30 @@ def convert(
         int, typer.Option("--max-tokens", min=1, help="Generated-token limit per page.")
     ] = defaults.MAX_NEW_TOKENS,
     no_repeat_ngram: Annotated[
-        int, typer.Option("--no-repeat-ngram", min=0, help="Loop guard n-gram size; 0 disables.")
-    ] = defaults.NGRAM_SIZE,
+        int | None,
+        typer.Option(
+            "--no-repeat-ngram",
+            min=0,
+            show_default=False,
+            help=f"Loop guard n-gram size; 0 disables. Default: the model's official value ({guard_help('ngram_size')}).",
+        ),
+    ] = None,
     ngram_window: Annotated[
-        int, typer.Option("--ngram-window", min=1, help="Loop guard window of recent generated tokens.")
-    ] = defaults.NGRAM_WINDOW,
+        int | None,
+        typer.Option(
+            "--ngram-window",
+            min=1,
+            show_default=False,
+            help=f"Loop guard window of recent generated tokens. Default: the model's official value "
+            f"({guard_help('window')}).",
+        ),
+    ] = None,
     batch_size: Annotated[
         str,
         typer.Option(
-            "--batch-size", envvar="DSOCR_BATCH_SIZE", help="Pages decoded together: a number, or auto (from free memory)."
+            "--batch-size",
+            envvar="DSOCR_BATCH_SIZE",
+            help="Pages decoded together: a number, or auto (from free memory).",
         ),
     ] = "auto",
     max_input_size: Annotated[
@@ -165,7 +184,9 @@ def convert(
     except ValueError as exc:
         raise UsageError(f"--page-separator {page_separator!r}: {exc}") from None
     if stream and output_format.value in ("json", "html"):
-        raise UsageError(f"--stream prints the model's text as it comes; --format {output_format.value} needs whole pages")
+        raise UsageError(
+            f"--stream prints the model's text as it comes; --format {output_format.value} needs whole pages"
+        )
     selection = parse_page_ranges(pages) if pages else None
     batch = parse_batch_size(batch_size)
     suffix = FORMATS[output_format.value].suffix
@@ -185,7 +206,7 @@ def convert(
                 prompt=prompt,
                 max_new_tokens=max_tokens,
                 ngram_size=no_repeat_ngram,
-                ngram_window=max(ngram_window, no_repeat_ngram),
+                ngram_window=ngram_window,
             ),
             output=target,
             format=output_format.value,
@@ -206,7 +227,13 @@ def convert(
             from dsocr_cli.engine.factory import local_backend
 
             return local_backend(
-                model, device=device, dtype=dtype, quant=quant.value, offline=offline, reporter=reporter, batch_size=batch
+                model,
+                device=device,
+                dtype=dtype,
+                quant=quant.value,
+                offline=offline,
+                reporter=reporter,
+                batch_size=batch,
             )
 
         summary = run(job, backend_factory, reporter)

@@ -9,23 +9,33 @@ Writers and the CLI only see ``PageResult`` and cannot tell them apart. A backen
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from dsocr_cli import defaults
 from dsocr_cli.errors import UsageError
+from dsocr_cli.models.family import GuardDefaults
 from dsocr_cli.results import Page, PageResult
 
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """Per-run generation settings (defaults = the official PDF pipeline)."""
+    """Per-run generation settings (defaults = the official pipeline's)."""
 
     mode: str = defaults.MODE
     prompt: str = defaults.PROMPT
     max_new_tokens: int = defaults.MAX_NEW_TOKENS
-    ngram_size: int = defaults.NGRAM_SIZE
-    ngram_window: int = defaults.NGRAM_WINDOW
+    ngram_size: int | None = None
+    """Loop guard n-gram size (0 = off); None = the family's official value for the input kind."""
+    ngram_window: int | None = None
+    """Loop guard window of recent generated tokens; None = the family's official value for the input kind."""
+
+    def with_guard(self, guard: GuardDefaults) -> ConvertOptions:
+        """These options with the guard settings left to the family (None) taken from ``guard``; the window
+        is never shorter than the n-gram."""
+        size = guard.ngram_size if self.ngram_size is None else self.ngram_size
+        window = guard.window if self.ngram_window is None else self.ngram_window
+        return replace(self, ngram_size=size, ngram_window=max(window, size))
 
 
 @dataclass
@@ -74,6 +84,10 @@ def parse_batch_size(text: str) -> int | None:
 class Backend(Protocol):
     provenance: dict[str, Any]
     """What produced the results, recorded in outputs: model revision, device, dtype, quant (may be empty)."""
+
+    def guard_defaults(self, kind: str) -> GuardDefaults:
+        """The model family's official loop guard for pages of input kind ``kind`` (``image``, ``pdf``)."""
+        ...
 
     def convert(
         self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None

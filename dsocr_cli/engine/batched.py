@@ -249,6 +249,7 @@ class BatchedEngine:
     def live_page(
         self, index: int, request: PageRequest, page: Page, prepared: PageInputs, options: ConvertOptions
     ) -> LivePage:
+        options = options.with_guard(self.runner.guard_defaults("image"))  # settings a caller left to the family
         guard = None
         if options.ngram_size > 0:
             guard = self.runner.guard(options.ngram_size, options.ngram_window, prompt_length=len(prepared.input_ids))

@@ -9,7 +9,7 @@ from typing import Any
 from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, non_finite_logits_error, page_result
 from dsocr_cli.generation.outcome import NonFiniteLogits
-from dsocr_cli.models.family import FamilyRunner
+from dsocr_cli.models.family import FamilyRunner, GuardDefaults
 from dsocr_cli.results import Page, PageResult
 
 
@@ -23,10 +23,14 @@ class LocalBackend:
         self.provenance: dict[str, Any] = {}
         """Set by ``engine.factory``: model, revision, device, dtype, quant (written into outputs)."""
 
+    def guard_defaults(self, kind: str) -> GuardDefaults:
+        return self.runner.guard_defaults(kind)
+
     def convert(self, page: Page, options: ConvertOptions, on_text: Callable[[str], None] | None = None) -> PageResult:
         """One page through transformers' ``generate``: the official one-page path (no retry: that is the
         batched engine's ``PageRequest.retry``). ``looped`` and ``finished`` mean what they do there; NaN/inf
-        logits raise ``ModelError``."""
+        logits raise ``ModelError``. Guard settings left None are the family's image defaults."""
+        options = options.with_guard(self.runner.guard_defaults("image"))
         self.runner.mode(options.mode)  # an unknown mode is the family's UsageError, before any work
         started = time.perf_counter()
         prepared = self.runner.prepare_image(page.image, options.mode)

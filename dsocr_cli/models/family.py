@@ -49,6 +49,19 @@ class ModeInfo:
     image_tokens: Callable[[int, int], int]
 
 
+INPUT_KINDS = ("image", "pdf")
+"""What a page came from, for settings the official code chooses per input (the loop guard's window)."""
+
+
+@dataclass(frozen=True)
+class GuardDefaults:
+    """A family's official loop guard for one input kind: ban repeating ``ngram_size``-grams within the last
+    ``window`` generated tokens (``dsocr_cli.generation.guard.SlidingWindowNoRepeatNGram``)."""
+
+    ngram_size: int
+    window: int
+
+
 @dataclass(frozen=True)
 class ReferenceSizes:
     """Sizes of a family's official (full-size) checkpoint, for ``doctor`` and ``--quant auto`` estimates."""
@@ -143,6 +156,10 @@ class FamilyRunner(Protocol):
         """One token per live row of ``cache`` -> (rows, vocab) float32 next-token logits."""
         ...
 
+    def guard_defaults(self, kind: str) -> GuardDefaults:
+        """The family's official guard for pages of input kind ``kind`` (``INPUT_KINDS``)."""
+        ...
+
     def guard(self, ngram_size: int, ngram_window: int, prompt_length: int) -> SlidingWindowNoRepeatNGram:
         """The family's loop guard, its whitelist (tokens that may repeat, e.g. table cells) inside; the engine
         calls its ``banned_tokens(generated)``, the one-page path uses it as a logits processor."""
@@ -183,6 +200,9 @@ class ModelFamily(Protocol):
     """What ``--model`` may say instead of ``default_repo`` (e.g. ``v2``); ``registry.expand_model`` resolves them."""
     default_mode: str
     prompt_choices: tuple[str, ...]
+    guard_defaults: dict[str, GuardDefaults]
+    """Input kind (``INPUT_KINDS``) -> the official loop guard for it, used where ``--no-repeat-ngram`` /
+    ``--ngram-window`` are not given."""
     """What ``--prompt`` accepts, for ``--help`` and error messages."""
 
     def recognises(self, config: dict[str, Any]) -> bool:

@@ -93,6 +93,20 @@ def mode_help() -> str:
     return f"Resolution: {', '.join(mode.description for mode in DEFAULT_FAMILY.modes.values())}."
 
 
+def guard_help(part: str) -> str:
+    """The families' official guard ``part`` (``ngram_size`` or ``window``) per input kind, for ``--help``:
+    e.g. ``v1: 30 for images, 20 for PDFs; v2: 20``."""
+    texts = []
+    for family in FAMILIES:
+        values = {kind: getattr(guard, part) for kind, guard in family.guard_defaults.items()}
+        if len(set(values.values())) == 1:
+            said = str(next(iter(values.values())))
+        else:
+            said = ", ".join(f"{value} for {kind if kind == 'pdf' else kind + 's'}" for kind, value in values.items())
+        texts.append(f"{family.short_names[0]}: {said.replace('pdf', 'PDFs')}")
+    return "; ".join(texts)
+
+
 def prompt_choices() -> tuple[str, ...]:
     return DEFAULT_FAMILY.prompt_choices
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsocr_cli import defaults
 from dsocr_cli.errors import UsageError
-from dsocr_cli.models.family import ModeInfo, ReferenceSizes
+from dsocr_cli.models.family import GuardDefaults, ModeInfo, ReferenceSizes
 from dsocr_cli.models.v1 import modes as v1_modes
 from dsocr_cli.models.v1 import prompts as v1_prompts
 
@@ -32,6 +32,10 @@ VISION_MODEL_NAMES = frozenset({"deeplip_b_l"})
 CONTEXT_TOKENS = 8192
 """The decoder's ``max_position_embeddings`` in the official config.json."""
 BF16_BYTES = 2
+GUARD_DEFAULTS = {"image": GuardDefaults(ngram_size=30, window=90), "pdf": GuardDefaults(ngram_size=20, window=50)}
+"""The official vLLM scripts' windowed n-gram ban: ``run_dpsk_ocr_image.py`` bans 30-grams within the last 90
+generated tokens, ``run_dpsk_ocr_pdf.py`` 20-grams within 50 (upstream vLLM's per-request processor defaults to
+30 within 90); ``<td>``/``</td>`` may repeat in both."""
 MODE_DESCRIPTIONS = {
     "tiny": "tiny 512px/64 tokens",
     "small": "small 640/100",
@@ -60,6 +64,7 @@ class V1Family:
     short_names = ("v1", "ocr")
     default_mode = defaults.MODE
     prompt_choices = v1_prompts.PROMPT_CHOICES
+    guard_defaults = GUARD_DEFAULTS
 
     def __init__(self) -> None:
         self._modes = {name: mode_info(mode) for name, mode in v1_modes.MODES.items()}

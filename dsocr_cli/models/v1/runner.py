@@ -16,12 +16,11 @@ from PIL import Image
 from transformers import DynamicCache, LogitsProcessorList, UnlimitedOcrForConditionalGeneration
 from transformers.models.unlimited_ocr.modeling_unlimited_ocr import UnlimitedOcrModelOutputWithPooling
 
-from dsocr_cli import defaults
 from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.generation.kvcache import RowCache
 from dsocr_cli.generation.outcome import Generation, NonFiniteLogits, Prefill, check_finite  # noqa: F401  (re-exported)
 from dsocr_cli.generation.streaming import TextCallbackStreamer
-from dsocr_cli.models.family import ModeInfo
+from dsocr_cli.models.family import GuardDefaults, ModeInfo, ModelFamily
 from dsocr_cli.models.loading import Loaded
 from dsocr_cli.models.v1.family import FAMILY
 from dsocr_cli.models.v1.preprocess import MODES, PATCH_SIZE, TILE_SIZE, Mode, PreparedImage, prepare_image
@@ -59,7 +58,8 @@ def chunks_within(costs: list[tuple[int, int]], budget: int) -> list[list[int]]:
 class V1Runner:
     """Greedy DeepSeek-OCR v1 inference on a loaded model."""
 
-    family = "deepseek-ocr"
+    family: ModelFamily = FAMILY
+    """The family this runner runs (its modes, prompts and guard defaults); subclasses of other families override it."""
 
     def __init__(self, loaded: Loaded) -> None:
         self.loaded = loaded
@@ -92,14 +92,14 @@ class V1Runner:
 
     def mode(self, name: str) -> ModeInfo:
         """v1's mode ``name`` (``UsageError`` naming the modes otherwise)."""
-        return FAMILY.mode(name)
+        return self.family.mode(name)
 
     def resolve_prompt(self, spec: str) -> Prompt:
         return resolve_prompt(spec)
 
     def prepare_image(self, image: Image.Image, mode: str) -> PreparedImage:
         """Pixels of one page in mode ``mode`` (worker-thread safe: no model or tokenizer)."""
-        FAMILY.mode(mode)
+        self.family.mode(mode)
         return prepare_image(image, MODES[mode])
 
     def prepare(self, image: Image.Image, mode: Mode, prompt: Prompt) -> V1Request:
@@ -133,12 +133,16 @@ class V1Runner:
         self,
         request: V1Request,
         max_new_tokens: int,
-        ngram_size: int = defaults.NGRAM_SIZE,
-        ngram_window: int = defaults.NGRAM_WINDOW,
+        ngram_size: int | None = None,
+        ngram_window: int | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         """Greedy decoding of one page; raises ``NonFiniteLogits`` as soon as a step's logits are not finite
-        (checked on the LM head's output, before any logits processor can set -inf on purpose)."""
+        (checked on the LM head's output, before any logits processor can set -inf on purpose). The guard
+        settings left None are the family's image defaults (``guard_defaults("image")``)."""
+        image_guard = self.guard_defaults("image")
+        ngram_size = image_guard.ngram_size if ngram_size is None else ngram_size
+        ngram_window = image_guard.window if ngram_window is None else ngram_window
         ids = self.loaded.token_ids
         processors = LogitsProcessorList()
         if ngram_size > 0:
@@ -159,6 +163,9 @@ class V1Runner:
         generated = output[0, len(request.input_ids) :].tolist()
         finished = bool(generated) and generated[-1] == ids.eos
         return Generation(token_ids=generated[:-1] if finished else generated, finished=finished)
+
+    def guard_defaults(self, kind: str) -> GuardDefaults:
+        return self.family.guard_defaults[kind]
 
     def guard(self, ngram_size: int, ngram_window: int, prompt_length: int) -> SlidingWindowNoRepeatNGram:
         """The official loop guard; table cells (``<td>``, ``</td>``) may repeat."""

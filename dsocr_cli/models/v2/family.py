@@ -7,11 +7,10 @@ Modes: v2's encoder has learnable queries for a 1024 px view (256) and a 768 px 
 runs ``base`` (the 1024 global view alone, 257 positions) and ``gundam`` (768 px crops + the 1024 view,
 the official default, 257 + 144·k); any other ``--mode`` is a usage error naming these two.
 
-Loop guard defaults (the official vLLM scripts' windowed n-gram ban, ``<td>``/``</td>`` may repeat):
-n-grams of ``NGRAM_SIZE`` (20) are banned within the last ``NGRAM_WINDOW_IMAGE`` (90) generated tokens
-for image inputs and ``NGRAM_WINDOW_PDF`` (50) for PDF pages (the official eval batch uses 40 within 90;
-the official HF ``infer()`` uses a plain no-repeat n-gram of 20). The one-page ``generate`` defaults to
-the image window; the engine passes the window it is given.
+Loop guard defaults (``GUARD_DEFAULTS``: the official vLLM scripts' windowed n-gram ban, ``<td>``/``</td>``
+may repeat): 20-grams are banned within the last 90 generated tokens for image inputs and within 50 for PDF
+pages (the official eval batch uses 40 within 90; the official HF ``infer()`` uses a plain no-repeat n-gram
+of 20). ``--no-repeat-ngram`` / ``--ngram-window`` override them.
 
 Prompts are v1's (the same decoder and tokenizer); the official ``infer()`` strips the prompt before
 tokenizing, as v1's ``prompt_ids`` does.
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsocr_cli.errors import UsageError
-from dsocr_cli.models.family import ModeInfo, ReferenceSizes
+from dsocr_cli.models.family import GuardDefaults, ModeInfo, ReferenceSizes
 from dsocr_cli.models.v1 import prompts as v1_prompts
 from dsocr_cli.models.v2 import modes as v2_modes
 
@@ -47,9 +46,7 @@ CONVERTED_ARCHITECTURES = frozenset({"DeepseekOcr2ForConditionalGeneration"})
 DEFAULT_REPO = "deepseek-ai/DeepSeek-OCR-2"
 CONTEXT_TOKENS = 8192
 BF16_BYTES = 2
-NGRAM_SIZE = 20
-NGRAM_WINDOW_IMAGE = 90
-NGRAM_WINDOW_PDF = 50
+GUARD_DEFAULTS = {"image": GuardDefaults(ngram_size=20, window=90), "pdf": GuardDefaults(ngram_size=20, window=50)}
 MODE_DESCRIPTIONS = {
     "base": "base 1024/256 (+1 separator)",
     "gundam": "gundam 768px crops (2..6) + 1024 view",
@@ -75,6 +72,7 @@ class V2Family:
     short_names = ("v2", "ocr2")
     default_mode = v2_modes.DEFAULT_MODE
     prompt_choices = v1_prompts.PROMPT_CHOICES
+    guard_defaults = GUARD_DEFAULTS
 
     def __init__(self) -> None:
         self._modes = {name: mode_info(mode) for name, mode in v2_modes.MODES.items()}

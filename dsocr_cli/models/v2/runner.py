@@ -13,7 +13,7 @@ official DeepSeek-OCR-2 code (golden ids, tokens and logits) is not asserted yet
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,12 +22,12 @@ from transformers import DeepseekOcr2ForConditionalGeneration, DynamicCache
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2ModelOutputWithPooling
 
 from dsocr_cli.generation.kvcache import RowCache
-from dsocr_cli.generation.outcome import Generation, Prefill
+from dsocr_cli.generation.outcome import Prefill
 from dsocr_cli.models.family import ModeInfo
 from dsocr_cli.models.loading import Loaded
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
 from dsocr_cli.models.v1.runner import V1Runner
-from dsocr_cli.models.v2.family import FAMILY, NGRAM_SIZE, NGRAM_WINDOW_IMAGE
+from dsocr_cli.models.v2.family import FAMILY
 from dsocr_cli.models.v2.modes import MODES, TILE_SIZE, Mode
 from dsocr_cli.models.v2.preprocess import PreparedImage, prepare_image
 
@@ -48,7 +48,7 @@ class V2Request:
 class V2Runner(V1Runner):
     """Greedy DeepSeek-OCR-2 inference on a loaded model."""
 
-    family = "deepseek-ocr-2"
+    family = FAMILY
 
     def __init__(self, loaded: Loaded) -> None:  # type: ignore[override]
         self.loaded = loaded  # type: ignore[assignment]
@@ -59,10 +59,10 @@ class V2Runner(V1Runner):
 
     def mode(self, name: str) -> ModeInfo:
         """v2's mode ``name`` (``UsageError`` naming ``base`` and ``gundam`` otherwise)."""
-        return FAMILY.mode(name)
+        return self.family.mode(name)
 
     def prepare_image(self, image: Image.Image, mode: str) -> PreparedImage:  # type: ignore[override]
-        FAMILY.mode(mode)
+        self.family.mode(mode)
         return prepare_image(image, MODES[mode])
 
     def prepare(self, image: Image.Image, mode: Mode, prompt: Prompt) -> V2Request:  # type: ignore[override]
@@ -80,17 +80,6 @@ class V2Runner(V1Runner):
             "pixel_values_local": torch.cat(tiles).to(device, dtype) if tiles else None,
             "num_local_patches": [r.views - 1 for r in requests],
         }
-
-    def generate(  # type: ignore[override]
-        self,
-        request: V2Request,
-        max_new_tokens: int,
-        ngram_size: int = NGRAM_SIZE,
-        ngram_window: int = NGRAM_WINDOW_IMAGE,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Generation:
-        """v1's one-page greedy decoding with v2's guard defaults (20 within 90 for images)."""
-        return super().generate(request, max_new_tokens, ngram_size, ngram_window, on_text)  # type: ignore[arg-type]
 
     def page_vision_bytes(self, request: V2Request) -> tuple[int, int]:  # type: ignore[override]
         return self.view_bytes(request.image.global_view.shape[-1]), (request.views - 1) * self.view_bytes(TILE_SIZE)
