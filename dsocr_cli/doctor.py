@@ -23,12 +23,14 @@ from dsocr_cli.errors import DsocrError
 from dsocr_cli.hub import (
     CachedModel,
     cached_models,
+    expand_model,
     free_space,
     hub_cache,
     human_size,
 )
 from dsocr_cli.messages import redact
-from dsocr_cli.models.registry import DEFAULT_FAMILY
+from dsocr_cli.models.family import ModelFamily
+from dsocr_cli.models.registry import DEFAULT_FAMILY, FAMILIES, family_for
 
 PACKAGES = (
     "torch",
@@ -84,13 +86,17 @@ class Report:
     gpus: list[Gpu] = field(default_factory=list)
     ram_total_bytes: int | None = None
     ram_available_bytes: int | None = None
+    model: str = DEFAULT_MODEL
+    """The model the figures below are for (``--model``, as given)."""
+    family: str = DEFAULT_FAMILY.name
+    """Its family (from its config.json when it is local or cached, else from its hub repo)."""
     device: str | None = None
     dtype: str | None = None
     weights_bytes: int | None = None
-    """Memory the default model's weights take on ``device`` in ``dtype`` (unquantized)."""
+    """Memory the model family's official weights take on ``device`` in ``dtype`` (unquantized)."""
     nf4_weights_bytes: int | None = None
     quant: str | None = None
-    """What ``--quant auto`` picks here for the default model."""
+    """What ``--quant auto`` picks here for the model."""
     cache_dir: str = ""
     cache_free_bytes: int | None = None
     models: list[CachedModel] = field(default_factory=list)
@@ -111,13 +117,14 @@ class Report:
         return data
 
 
-def examine() -> Report:
-    """Run every check; never raises for what it finds."""
+def examine(model: str = DEFAULT_MODEL) -> Report:
+    """Run every check for ``model`` (a hub repo, short name or local directory); never raises for what it finds."""
     report = Report(
         dsocr=__version__,
         python=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}",
         packages={name: installed_version(name) for name in PACKAGES},
+        model=model,
     )
     for name, version in report.packages.items():
         if version is None:
@@ -127,7 +134,8 @@ def examine() -> Report:
                 report.add("error", f"{name} is missing: reinstall dsocr (pip install --force-reinstall dsocr-cli)")
     report.ram_total_bytes, report.ram_available_bytes = system_memory()
     examine_cache(report)
-    examine_devices(report)
+    family, directory = examine_model(report)
+    examine_devices(report, family, directory)
     examine_environment(report)
     return report
 
@@ -139,8 +147,44 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def examine_devices(report: Report) -> None:
-    """CUDA and its GPUs, what ``--device/--dtype/--quant auto`` pick, and whether the model fits in memory."""
+def locate_model(reference: str, models: list[CachedModel]) -> Path | None:
+    """The directory ``reference`` names: itself when it is a local directory, else its newest cached snapshot;
+    None when it is not cached."""
+    local = Path(reference).expanduser()
+    if local.is_dir():
+        return local
+    repo = expand_model(reference).partition("@")[0]
+    return next((m.revisions[0].path for m in models if m.repo == repo and m.revisions), None)
+
+
+def examine_model(report: Report) -> tuple[ModelFamily, Path | None]:
+    """``report.model``'s family and directory, without loading anything: a local or cached model by its
+    config.json (``registry.family_for``); a model not downloaded yet by its hub repo (a family's official
+    repo), else the default family's figures with a warning. An unsupported checkpoint is an error."""
+    directory = locate_model(report.model, report.models)
+    family = DEFAULT_FAMILY
+    if directory is not None:
+        try:
+            family = family_for(directory)
+        except DsocrError as exc:
+            report.add("error", str(exc))
+    else:
+        repo = expand_model(report.model).partition("@")[0]
+        known = next((f for f in FAMILIES if f.default_repo == repo), None)
+        if known is None:
+            report.add(
+                "warning",
+                f"{report.model} is not downloaded: its family is known once it is (figures below are "
+                f"{DEFAULT_FAMILY.description}'s)",
+            )
+        family = known or DEFAULT_FAMILY
+    report.family = family.name
+    return family, directory
+
+
+def examine_devices(report: Report, family: ModelFamily = DEFAULT_FAMILY, directory: Path | None = None) -> None:
+    """CUDA and its GPUs, what ``--device/--dtype/--quant auto`` pick, and whether ``family``'s official
+    weights fit in memory (``directory``: the model's local or cached copy, if any)."""
     try:
         import torch
 
@@ -165,7 +209,7 @@ def examine_devices(report: Report) -> None:
     device = resolve_device("auto")
     dtype = resolve_dtype("auto", device)
     report.device, report.dtype = str(device), str(dtype).removeprefix("torch.")
-    sizes = DEFAULT_FAMILY.reference_sizes()
+    sizes = family.reference_sizes()
     bf16_bytes = sizes.bf16_weight_bytes
     overhead = (
         quant.kv_cache_bytes({"num_hidden_layers": sizes.num_hidden_layers, "hidden_size": sizes.hidden_size})
@@ -173,9 +217,9 @@ def examine_devices(report: Report) -> None:
     )
     report.weights_bytes = bf16_bytes // BF16_BYTES * dtype.itemsize
     report.nf4_weights_bytes = math.ceil(bf16_bytes * NF4_WEIGHT_FRACTION)
-    cached = next((m.revisions[0].path for m in report.models if m.repo == DEFAULT_MODEL and m.revisions), None)
+    cached = directory
     try:
-        # What resolve_quant decides for the cached default model, from dsocr's layout table instead of the
+        # What resolve_quant decides for the model, from dsocr's layout table instead of the
         # checkpoint's headers (the same figures for the official checkpoint): reading those would load the
         # model stack, which takes longer than everything else the doctor does.
         held = quant.quantized_kind(cached) if cached is not None else None
@@ -275,22 +319,24 @@ def examine_cache(report: Report) -> None:
         report.models = cached_models()
     except OSError as exc:
         report.add("warning", f"cannot read the model cache {hub_cache()} ({exc})")
-    default_cached = any(m.repo == DEFAULT_MODEL and m.revisions for m in report.models)
-    needed = official_size()
-    if not default_cached and report.cache_free_bytes < needed:
+    repo = expand_model(report.model).partition("@")[0]
+    here = Path(report.model).expanduser().is_dir() or any(m.repo == repo and m.revisions for m in report.models)
+    needed = official_size(next((f for f in FAMILIES if f.default_repo == repo), DEFAULT_FAMILY))
+    if not here and report.cache_free_bytes < needed:
         report.add(
             "warning",
-            f"{DEFAULT_MODEL} is not cached and needs {human_size(needed)}; {report.cache_dir} has "
+            f"{report.model} is not cached and needs {human_size(needed)}; {report.cache_dir} has "
             f"{human_size(report.cache_free_bytes)} free (set HF_HUB_CACHE to a bigger disk)",
         )
     if not report.models:
-        report.add("warning", f"no model in the cache yet: `dsocr download` fetches {DEFAULT_MODEL}")
+        command = "dsocr download" if report.model == DEFAULT_MODEL else f"dsocr download {report.model}"
+        report.add("warning", f"no model in the cache yet: `{command}` fetches {expand_model(report.model)}")
 
 
-def official_size() -> int:
-    """Bytes of the default family's official checkpoint in bf16 (they dominate the download), from its
-    layout table (``ModelFamily.reference_sizes``)."""
-    return DEFAULT_FAMILY.reference_sizes().bf16_weight_bytes
+def official_size(family: ModelFamily = DEFAULT_FAMILY) -> int:
+    """Bytes of ``family``'s official checkpoint in bf16 (they dominate the download), from its layout table
+    (``ModelFamily.reference_sizes``)."""
+    return family.reference_sizes().bf16_weight_bytes
 
 
 def examine_environment(report: Report) -> None:

@@ -64,3 +64,47 @@ def test_doctor_exits_4_when_not_even_nf4_fits(
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["device"] == "cpu"
     assert any(p["severity"] == "error" and "not enough memory" in p["message"] for p in report["problems"])
+
+
+def doctor_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main(["doctor", "--json", *args]) == ExitCode.OK
+    return json.loads(capsys.readouterr().out)
+
+
+def test_doctor_sizes_the_chosen_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model picks the family whose memory figures doctor reports: by hub repo before a download, by
+    config.json for a local directory; an unknown, undownloaded repo is said to be estimated."""
+    from dsocr_cli.models.registry import V1, V2
+    from dsocr_cli.testing.checkpoint_v2 import write_checkpoint_v2
+
+    use_environment(monkeypatch, HF_HOME=str(tmp_path / "hf"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(doctor, "system_memory", lambda: (64 * GB, 64 * GB))
+    v1, v2 = doctor_json(capsys), doctor_json(capsys, "--model", "v2")
+    assert (v1["model"], v1["family"]) == ("deepseek-ai/DeepSeek-OCR", V1.name)
+    assert (v2["model"], v2["family"]) == ("v2", V2.name)
+    itemsize = 4 if v1["dtype"] == "float32" else 2
+    assert v1["weights_bytes"] == V1.reference_sizes().bf16_weight_bytes // 2 * itemsize
+    assert v2["weights_bytes"] == V2.reference_sizes().bf16_weight_bytes // 2 * itemsize > v1["weights_bytes"]
+    assert any("`dsocr download v2` fetches deepseek-ai/DeepSeek-OCR-2" in p["message"] for p in v2["problems"])
+
+    local = doctor_json(capsys, "--model", str(write_checkpoint_v2(tmp_path / "mine", seed=0)))
+    assert local["family"] == V2.name and local["weights_bytes"] == v2["weights_bytes"]
+
+    other = doctor_json(capsys, "--model", "someone/other-model")
+    assert other["family"] == V1.name
+    assert any("someone/other-model is not downloaded" in p["message"] for p in other["problems"])
+
+
+def test_doctor_reports_an_unsupported_local_model_as_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_environment(monkeypatch, HF_HOME=str(tmp_path / "hf"))
+    model = tmp_path / "llama"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    assert main(["doctor", "--json", "--model", str(model)]) == ExitCode.MODEL
+    report = json.loads(capsys.readouterr().out)
+    assert any(p["severity"] == "error" and "unsupported model (model_type 'llama'" in p["message"] for p in report["problems"])

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dsocr_cli.cli.options import JsonOpt
+from dsocr_cli import defaults
+from dsocr_cli.cli.options import JsonOpt, ModelOpt
 from dsocr_cli.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -21,18 +22,20 @@ DOCTOR_EXAMPLES = """Examples:
 
   dsocr doctor --json | jq .device
 
+  dsocr doctor --model v2          # memory figures for DeepSeek-OCR-2
+
 Exit codes: 0 a conversion can run here (warnings may suggest options); 4 it cannot (missing package,
 not enough memory even with --quant nf4).
 """
 
 
-def doctor(as_json: JsonOpt = False) -> None:
-    """Check packages, GPUs, memory, the model cache and HF settings; say what dsocr would use."""
+def doctor(model: ModelOpt = defaults.DEFAULT_MODEL, as_json: JsonOpt = False) -> None:
+    """Check packages, GPUs, memory, the model cache and HF settings; say what dsocr would use for --model."""
     # Imported here, not at the top, so that --help starts without the hub client and torch.
     from dsocr_cli.cli.output import table_console
     from dsocr_cli.doctor import examine
 
-    report = examine()
+    report = examine(model)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -74,6 +77,7 @@ def report_table(report: Report) -> Table:
     if report.ram_total_bytes is not None:
         available = f"{human_size(report.ram_available_bytes)} available of " if report.ram_available_bytes else ""
         table.add_row("memory", f"{available}{human_size(report.ram_total_bytes)}")
+    table.add_row("model", escape(f"{report.model} ({report.family})"))
     if report.device is not None and report.weights_bytes is not None:
         table.add_row("device", f"{report.device}, {report.dtype}, quant {report.quant or '?'} (what auto picks)")
         table.add_row("weights", f"about {human_size(report.weights_bytes)} ({report.dtype})")

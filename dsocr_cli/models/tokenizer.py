@@ -1,17 +1,20 @@
 """The tokenizer both families share (v2 keeps v1's decoder and vocabulary), and the token ids dsocr relies on.
 
 The checkpoint's own ``tokenizer.json`` is used as is; the ids of the special tokens prompts and guards use
-are read from it, never hard-coded.
+are read from it, never hard-coded. Importing this module is cheap (prompt tables use ``TokenIds`` at parse
+time); transformers is imported when a tokenizer is loaded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from transformers import PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from dsocr_cli.errors import ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {
     "bos": "<｜begin▁of▁sentence｜>",
@@ -35,6 +38,8 @@ class TokenIds:
 
 def load_tokenizer(directory: Path) -> tuple[PreTrainedTokenizerFast, TokenIds]:
     """The checkpoint's own ``tokenizer.json``, used as is (no class-specific rewriting of its pipeline)."""
+    from transformers import PreTrainedTokenizerFast
+
     tokenizer_file = directory / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ModelError(f"{directory}: no tokenizer.json (the tokenizer is part of the model download)")
