@@ -89,8 +89,11 @@ def mode_names() -> tuple[str, ...]:
 
 
 def mode_help() -> str:
-    """``--mode``'s help: the default family's modes and their token budgets."""
-    return f"Resolution: {', '.join(mode.description for mode in DEFAULT_FAMILY.modes.values())}."
+    """``--mode``'s help: the default family's modes and their token budgets, then what the others support."""
+    others = "; ".join(f"{f.short_names[0]} supports {', '.join(f.modes)}" for f in FAMILIES if f is not DEFAULT_FAMILY)
+    return f"Resolution: {', '.join(mode.description for mode in DEFAULT_FAMILY.modes.values())}" + (
+        f" ({others})." if others else "."
+    )
 
 
 def guard_help(part: str) -> str:
