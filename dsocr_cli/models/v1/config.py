@@ -13,11 +13,11 @@ from typing import Any
 from transformers import UnlimitedOcrConfig
 
 from dsocr_cli.errors import ModelError
+from dsocr_cli.models.tables import OFFICIAL_MODEL_TYPE
 from dsocr_cli.models.tokenizer import TokenIds
 
 SAM_KEY = "sam_vit_b"
 CLIP_KEY = "clip-l-14-224"
-OFFICIAL_MODEL_TYPE = "deepseek_vl_v2"
 DECODER_FIELDS = (
     "vocab_size",
     "hidden_size",

@@ -7,8 +7,8 @@ so it has two modes: ``base`` (the 1024 px global view alone) and ``gundam`` (76
 crops, then the global view, then one view separator; no per-row newline tokens (v1 has them), so a
 page has ``256 + 144·k + 1`` image positions for ``k`` crops.
 
-Fidelity note: these rules follow the official code (``process/image_process.py``) as described in the
-project's v2 facts; golden numbers from the official code are not part of this module's tests yet.
+Fidelity: these rules follow the official code (``process/image_process.py``); tests/test_v2_tiling.py checks
+the grid and count rule on 20+ page sizes and tests/test_golden_v2.py the ids against the official code.
 """
 
 from __future__ import annotations

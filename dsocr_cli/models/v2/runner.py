@@ -7,8 +7,8 @@ runner is v1's (``dsocr_cli.models.v1.runner.V1Runner``: the one-page ``generate
 ``DeepseekOcr2ForConditionalGeneration`` (no ``patches_grid``), its feature output class in ``prefill``,
 and a decode step without v1's per-layer-type mask mapping.
 
-Fidelity: the batched calls are tested to give exactly the one-page result (float32); agreement with the
-official DeepSeek-OCR-2 code (golden ids, tokens and logits) is not asserted yet: a later change adds it.
+Fidelity: the batched calls are tested to give exactly the one-page result (float32), and the one-page
+result is the official DeepSeek-OCR-2 code's (tests/test_golden_v2.py: ids, grids, tokens, logits).
 """
 
 from __future__ import annotations
