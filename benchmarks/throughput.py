@@ -1,7 +1,7 @@
 """Throughput of dsocr's batched engine against the one-page-at-a-time baseline, in one run.
 
     python benchmarks/throughput.py --device cpu|cuda --pages N --tokens T [--full-size]
-        [--batch-size B] [--quant none|nf4|int8] --json OUT.json
+        [--batch-size B] [--quant none|nf4|int8] [--dtype auto|float32|bfloat16|float16] --json OUT.json
 
 The model is DeepSeek-OCR v1's architecture with random weights: a scaled-down configuration by
 default (``SCALED``, written as a checkpoint to a temporary directory and loaded through dsocr's own
@@ -46,7 +46,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging as hf_logging
 
 from dsocr_cli import defaults
-from dsocr_cli.devices import resolve_device, resolve_dtype
+from dsocr_cli.devices import DTYPES, auto_dtype, resolve_device, resolve_dtype
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine, auto_batch_size
 from dsocr_cli.models.loading import ready
@@ -199,6 +199,7 @@ def summary(seconds: float, pages: int, tokens: int, first_token: float | None, 
 def run_baseline(runner: V1Runner, pages: list[Page], options: ConvertOptions) -> tuple[dict, list[list[int]]]:
     """One ``generate`` per page, as the official ``infer()`` does, with dsocr's guard and EOS suppressed."""
     model, ids = runner.loaded.model, runner.loaded.token_ids
+    options = options.with_guard(runner.guard_defaults("image"))  # the family's guard, as the engine applies it
     outputs: list[list[int]] = []
     first_token: float | None = None
     with peak_memory(runner.loaded.device) as memory:
@@ -284,13 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-size", action="store_true", help="official sizes (default: the scaled-down model)")
     parser.add_argument("--batch-size", default="auto", help="engine batch size, or auto")
     parser.add_argument("--quant", choices=("none", "nf4", "int8"), default="none")
+    parser.add_argument(
+        "--dtype", choices=("auto", *DTYPES), default="auto", help="as dsocr's --dtype (default: what auto picks)"
+    )
     parser.add_argument("--json", type=Path, required=True, help="write the results here")
     args = parser.parse_args(argv)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     console = Console(stderr=True)
     device = resolve_device(args.device)
-    dtype = resolve_dtype("auto", device)
+    dtype = resolve_dtype(args.dtype, device)
     options = ConvertOptions(mode=MODE, max_new_tokens=args.tokens)
     with tempfile.TemporaryDirectory(prefix="dsocr-bench-") as workdir:
         started = time.perf_counter()
@@ -321,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             "layers": text.num_hidden_layers,
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
+            "dtype_requested": args.dtype,
+            "dtype_auto": auto_dtype(device)[1],
             "quant": args.quant,
             "mode": MODE,
             "page_sizes": [list(size) for size in PAGE_SIZES],

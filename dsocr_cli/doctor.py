@@ -92,6 +92,8 @@ class Report:
     """Its family (from its config.json when it is local or cached, else from its hub repo)."""
     device: str | None = None
     dtype: str | None = None
+    dtype_reason: str | None = None
+    """Why ``--dtype auto`` picks ``dtype`` here (on the CPU: whether it has AMX-BF16 or AVX512-BF16)."""
     weights_bytes: int | None = None
     """Memory the model family's official weights take on ``device`` in ``dtype`` (unquantized)."""
     nf4_weights_bytes: int | None = None
@@ -189,7 +191,7 @@ def examine_devices(report: Report, family: ModelFamily = DEFAULT_FAMILY, direct
         import torch
 
         from dsocr_cli import quant
-        from dsocr_cli.devices import resolve_device, resolve_dtype
+        from dsocr_cli.devices import auto_dtype, resolve_device
     except (ImportError, OSError) as exc:
         report.add("error", f"dsocr's model stack cannot be imported ({exc}); reinstall dsocr and torch")
         return
@@ -207,7 +209,7 @@ def examine_devices(report: Report, family: ModelFamily = DEFAULT_FAMILY, direct
                 bf16 = torch.cuda.is_bf16_supported()
             report.gpus.append(Gpu(index, props.name, f"{props.major}.{props.minor}", total, free, bf16))
     device = resolve_device("auto")
-    dtype = resolve_dtype("auto", device)
+    dtype, report.dtype_reason = auto_dtype(device)
     report.device, report.dtype = str(device), str(dtype).removeprefix("torch.")
     sizes = family.reference_sizes()
     bf16_bytes = sizes.bf16_weight_bytes

@@ -61,7 +61,14 @@ def call_main(argv: list[str]) -> int:
 def isolation(tmp_path: Path) -> dict[str, str]:
     """Settings that keep a test away from the user's config file and the network, and its output plain."""
     # No DSOCR_CONFIG (naming a missing file is an error): the platform config dir is an empty one instead.
-    return {"XDG_CONFIG_HOME": str(tmp_path / "no-config-home"), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    # DSOCR_DTYPE: float32 on every CPU, so results and figures do not depend on the machine (``--dtype auto``
+    # picks bfloat16 on CPUs with AMX-BF16/AVX512-BF16; tests/test_dtype_auto.py tests that rule).
+    return {
+        "XDG_CONFIG_HOME": str(tmp_path / "no-config-home"),
+        "HF_HUB_OFFLINE": "1",
+        "NO_COLOR": "1",
+        "DSOCR_DTYPE": "float32",
+    }
 
 
 def isolated_env(tmp_path: Path) -> dict[str, str]:
