@@ -1,6 +1,6 @@
 """The batched engine: pages from all inputs stream through one model in batches.
 
-Flow per run (``BatchedEngine.run``):
+Flow (``BatchedEngine.run``, ``scheduler.Scheduler``):
 
 1. A loader thread renders pages in request order and a small pool preprocesses them (``prefetch``),
    overlapping the model.
@@ -15,8 +15,13 @@ Flow per run (``BatchedEngine.run``):
    A finished row is freed at once and refilled. Logits that are not finite (NaN/inf: damaged weights
    or a dtype overflow) stop the run with a ``ModelError``, since every later page would fail the same way.
 4. Outcomes are handed back in request order as soon as all earlier pages are done; a page admitted
-   more than ``DELIVERY_WINDOW`` batches ahead of the oldest undelivered one waits, which bounds the
-   results held back behind a long page.
+   more than ``scheduler.DELIVERY_WINDOW`` batches ahead of the oldest undelivered one waits, which
+   bounds the results held back behind a long page.
+
+The loop runs in ``dsocr_cli.engine.scheduler.Scheduler`` on a model thread (this module holds the steps
+it is built from: admitting, encoding and prefilling, choosing tokens under the guard, finishing or
+retrying a page, shrinking after running out of memory); ``BatchedEngine.run`` is its ordered use, and
+``dsocr serve`` submits requests from many clients to one scheduler (continuous batching across them).
 
 Batch size (``auto_batch_size``): the memory a live page needs is its key/value cache,
 
@@ -43,7 +48,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -51,7 +56,7 @@ import psutil
 import torch
 
 from dsocr_cli.engine.backend import ConvertOptions, PageOutcome, PageRequest
-from dsocr_cli.engine.prefetch import Loaded, Prefetcher
+from dsocr_cli.engine.prefetch import Loaded
 from dsocr_cli.errors import ModelError
 from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.generation.kvcache import RowCache
@@ -60,8 +65,6 @@ from dsocr_cli.generation.streaming import TextCallbackStreamer
 from dsocr_cli.models.family import FamilyRunner, PageInputs, PreparedPage
 from dsocr_cli.results import Page, PageResult
 
-DELIVERY_WINDOW = 4
-"""Pages may be admitted at most this many batches ahead of the oldest page not yet handed back."""
 USABLE_SHARE = 0.8
 """Of the free memory, the share the engine plans to use (the rest is headroom for allocator slack)."""
 VISION_SHARE = 0.2
@@ -161,66 +164,29 @@ class BatchedEngine:
         self.workers = max(1, min(PREP_WORKERS, (os.cpu_count() or 2) - 1))
         self.suppress_eos = suppress_eos
 
+    def rows_for(self, first: PageRequest) -> int:
+        """Batch rows for a run whose first request is ``first``: one when it streams text (streams must not
+        interleave on stdout), else ``batch_size`` or ``auto_batch_size`` for its options."""
+        return 1 if first.on_text is not None else self.batch_size or auto_batch_size(self.runner, first.options)
+
     def run(self, requests: Iterable[PageRequest]) -> Generator[PageOutcome, None, None]:
-        """One outcome per request, in request order. A run whose first request streams text
-        (``on_text``) goes one page at a time, so streams never interleave."""
+        """One outcome per request, in request order, each as soon as it and all before it are done
+        (``dsocr_cli.engine.scheduler.Scheduler.ordered`` runs the model loop). A run whose first request
+        streams text (``on_text``) goes one page at a time, so streams never interleave. A failure of the
+        model itself (NaN/inf logits, out of memory at one row) raises here and stops the run."""
+        from dsocr_cli.engine.scheduler import Scheduler
+
         stream = iter(requests)
         first = next(stream, None)
         if first is None:
             return
-        rows = 1 if first.on_text is not None else self.batch_size or auto_batch_size(self.runner, first.options)
-        vision_budget = int(VISION_SHARE * free_memory(self.runner.device))
-        with Prefetcher(chain([first], stream), self.prepare_image, self.workers, depth=rows + self.workers) as feed:
-            yield from self.generate(feed, rows, vision_budget)
+        with Scheduler(self, rows=self.rows_for(first), ordered=True) as scheduler:
+            yield from scheduler.ordered_outcomes(chain([first], stream))
 
     def prepare_image(self, page: Page, request: PageRequest) -> PreparedPage:
         """Worker-thread half of preparing a page (pixels only: the tokenizer stays on the model thread);
         an unknown mode is the family's ``UsageError``."""
         return self.runner.prepare_image(page.image, request.options.mode)
-
-    def generate(
-        self, feed: Prefetcher[PreparedPage], rows: int, vision_budget: int
-    ) -> Generator[PageOutcome, None, None]:
-        cache = self.runner.new_cache(rows)
-        live: list[LivePage] = []
-        retries: deque[LivePage] = deque()
-        done: dict[int, PageOutcome] = {}
-        delivered = taken = 0
-        while True:
-            while delivered in done:
-                yield done.pop(delivered)
-                delivered += 1
-            free = rows - len(live)
-            starting = [retries.popleft() for _ in range(min(free, len(retries)))]
-            room = min(free - len(starting), delivered + DELIVERY_WINDOW * rows - taken)
-            if room > 0:
-                for item in feed.take(room, wait=not live and not starting):
-                    taken += 1
-                    if item.error is not None:
-                        done[item.index] = PageOutcome(item.request, error=item.error)
-                    else:
-                        starting.append(self.admit(item))
-            try:
-                if starting:
-                    self.start(starting, cache, live, retries, done, vision_budget)
-                if not live:
-                    if not retries and not done and feed.exhausted:
-                        return
-                    continue
-                logits = self.runner.decode_step([page.generated[-1] for page in live], cache)
-            except torch.OutOfMemoryError:
-                rows = self.shrink(rows, [*live, *(page for page in starting if page not in live)], retries)
-                live.clear()
-                cache = self.runner.new_cache(rows)
-                continue
-            tokens = self.choose(live, logits)
-            for row in reversed(range(len(live))):
-                page = live[row]
-                if not self.advance(page, tokens[row]):
-                    cache.remove(row)
-                    live[row] = live[-1]
-                    live.pop()
-                    self.finish(page, retries, done)
 
     def shrink(self, rows: int, pages: Sequence[LivePage], retries: deque[LivePage]) -> int:
         """Out of memory: halve the batch and restart its pages from their prompts; at one row, give up
@@ -261,7 +227,7 @@ class BatchedEngine:
         cache: RowCache,
         live: list[LivePage],
         retries: deque[LivePage],
-        done: dict[int, PageOutcome],
+        deliver: Callable[[int, PageOutcome], None],
         vision_budget: int,
     ) -> None:
         """Encode the images of ``pages`` together, prefill each prompt, and give each a cache row."""
@@ -276,7 +242,7 @@ class BatchedEngine:
                 cache.append(prefill.layer_kv)
                 live.append(page)
             else:
-                self.finish(page, retries, done)
+                self.finish(page, retries, deliver)
 
     @torch.inference_mode()
     def choose(self, pages: Sequence[LivePage], logits: torch.Tensor) -> list[int]:
@@ -307,7 +273,7 @@ class BatchedEngine:
         page.generated.append(token)
         return len(page.generated) < page.options.max_new_tokens
 
-    def finish(self, page: LivePage, retries: deque[LivePage], done: dict[int, PageOutcome]) -> None:
+    def finish(self, page: LivePage, retries: deque[LivePage], deliver: Callable[[int, PageOutcome], None]) -> None:
         """Hand a done page back, or queue its one retry when it looped (hit the limit with a repeating
         tail); a page merely cut off at the limit is not retried, since a stronger guard would not help it."""
         if page.streamer is not None:
@@ -321,4 +287,4 @@ class BatchedEngine:
             retries.append(again)
             return
         result = page_result(self.runner, page.page, page.options, page.prepared, generation, seconds, page.retried)
-        done[page.index] = PageOutcome(page.request, result=result, first_token_at=page.first_token_at)
+        deliver(page.index, PageOutcome(page.request, result=result, first_token_at=page.first_token_at))
