@@ -1,8 +1,10 @@
-"""The batched engine gives every page exactly what converting it alone gives (float32, CPU, tiny model).
+"""The batched engine gives every page exactly what converting it alone gives (float32, CPU, tiny models).
 
 Pages of different sizes and modes share batches, finished rows are refilled, outcomes come back in
 request order, and a page that cannot be rendered or preprocessed fails alone. Only a page that loops is
-retried; NaN/inf logits stop the run as a model error.
+retried; NaN/inf logits stop the run as a model error. The engine is the same for every model family, so
+the tests that run a model run for DeepSeek-OCR v1 and DeepSeek-OCR-2 alike (``family``, ids ``[v1]`` and
+``[v2]``), each family in its cheapest mode (``Family.fast_mode``) unless a test names modes.
 """
 
 from __future__ import annotations
@@ -25,23 +27,39 @@ from dsocr_cli.engine.local import LocalBackend
 from dsocr_cli.errors import ExitCode, InputError, ModelError
 from dsocr_cli.generation.kvcache import RowCache
 from dsocr_cli.inputs.discover import discover
+from dsocr_cli.models.family import FamilyRunner
 from dsocr_cli.models.registry import load_runner
-from dsocr_cli.models.v1.loader import load_v1
-from dsocr_cli.models.v1.runner import V1Runner
 from dsocr_cli.progress import Reporter
 from dsocr_cli.results import Page
 from dsocr_cli.testing.images import make_page_image
 from tests.checkpoints import always_emit, rewritten_checkpoint
-from tests.cli_support import FAST, make_image
+from tests.cli_support import make_image
+from tests.conftest import Family
 
-MIXED = {  # (width, height, mode, max_new_tokens) per page
-    "guard-off": [  # tiled and untiled pages; the gundam and base global views share one encoder call
-        (600, 500, "tiny", 6),
-        (1300, 650, "gundam", 10),
-        (800, 600, "small", 8),
-        (700, 900, "base", 7),
-    ],
-    "guard-on": [(600, 500, "tiny", 12), (800, 600, "small", 14), (900, 700, "tiny", 9), (640, 900, "small", 11)],
+MIXED = {  # per family and guard: (width, height, mode, max_new_tokens, vision tokens) per page
+    "v1": {
+        "guard-off": [  # tiled and untiled pages; the gundam and base global views share one encoder call
+            (600, 500, "tiny", 6, 73),
+            (1300, 650, "gundam", 10, 273 + 210),
+            (800, 600, "small", 8, 111),
+            (700, 900, "base", 7, 273),
+        ],
+        "guard-on": [
+            (600, 500, "tiny", 12, 73),
+            (800, 600, "small", 14, 111),
+            (900, 700, "tiny", 9, 73),
+            (640, 900, "small", 11, 111),
+        ],
+    },
+    "v2": {  # v2 has base and gundam only: gundam pages of 0, 2 and 6 crops (257 + 144 per crop) and a base one
+        guard: [
+            (600, 500, "gundam", 6, 257),
+            (1300, 650, "gundam", 9, 257 + 144 * 2),
+            (800, 1200, "base", 7, 257),
+            (1190, 1684, "gundam", 8, 257 + 144 * 6),
+        ]
+        for guard in ("guard-off", "guard-on")
+    },
 }
 
 
@@ -53,21 +71,27 @@ def request(p: Page, options: ConvertOptions) -> PageRequest:
     return PageRequest(p.source, p.number, load=lambda: p, options=options)
 
 
-def one_by_one_and_batched(runner: V1Runner, pages: list[Page], options: list[ConvertOptions], batch_size: int):
+def one_by_one_and_batched(runner: FamilyRunner, pages: list[Page], options: list[ConvertOptions], batch_size: int):
     single = [LocalBackend(runner).convert(p, o) for p, o in zip(pages, options)]
     outcomes = list(LocalBackend(runner, batch_size=batch_size).convert_many(map(request, pages, options)))
     return single, outcomes
 
 
-@pytest.mark.parametrize("guard", list(MIXED))
-def test_mixed_sizes_and_modes_in_one_batch_give_the_one_page_tokens(tiny_runner, guard: str) -> None:
-    pages = [page(i + 1, w, h) for i, (w, h, _, _) in enumerate(MIXED[guard])]
+@pytest.mark.parametrize("guard", ["guard-off", "guard-on"])
+def test_mixed_sizes_and_modes_in_one_batch_give_the_one_page_tokens(
+    family: Family, family_runner: FamilyRunner, guard: str
+) -> None:
+    table = MIXED[family.name][guard]
+    pages = [page(i + 1, w, h) for i, (w, h, _, _, _) in enumerate(table)]
     options = [
         ConvertOptions(mode=mode, max_new_tokens=limit, ngram_size=3 if guard == "guard-on" else 0, ngram_window=12)
-        for _, _, mode, limit in MIXED[guard]
+        for _, _, mode, limit, _ in table
     ]
-    single, outcomes = one_by_one_and_batched(tiny_runner, pages, options, batch_size=3)
+    single, outcomes = one_by_one_and_batched(family_runner, pages, options, batch_size=3)
     assert [o.request.number for o in outcomes] == [p.number for p in pages]
+    assert [(alone.mode, alone.vision_tokens) for alone in single] == [
+        (mode, tokens) for _, _, mode, _, tokens in table
+    ]
     for alone, outcome in zip(single, outcomes):
         assert outcome.error is None and outcome.result is not None
         assert outcome.result.token_ids == alone.token_ids
@@ -77,27 +101,30 @@ def test_mixed_sizes_and_modes_in_one_batch_give_the_one_page_tokens(tiny_runner
 
 
 @pytest.fixture(scope="module")
-def eos_runner(tiny_checkpoint: Path, tiny_runner) -> V1Runner:
-    """The tiny model with EOS in place of a token it emits often, so pages stop at different steps."""
-    probe = LocalBackend(tiny_runner).convert(page(1, 600, 500), ConvertOptions(mode="tiny", max_new_tokens=16))
+def eos_runner(family: Family, family_checkpoint: Path, family_runner: FamilyRunner) -> FamilyRunner:
+    """The family's tiny model with EOS in place of a token it emits often, so pages stop at different steps."""
+    options = ConvertOptions(mode=family.fast_mode, max_new_tokens=16)
+    probe = LocalBackend(family_runner).convert(page(1, 600, 500), options)
     frequent = max(set(probe.token_ids), key=probe.token_ids.count)
-    loaded = load_v1(tiny_checkpoint)
+    runner = load_runner(family_checkpoint, torch.device("cpu"), torch.float32)
     with torch.no_grad():
-        head = loaded.model.lm_head.weight
-        head[loaded.token_ids.eos] = head[frequent] * 1.01
-    return V1Runner(loaded)
+        head = runner.model.lm_head.weight
+        head[runner.eos_id] = head[frequent] * 1.01
+    return runner
 
 
-def test_pages_stopping_at_eos_mid_batch_match_one_page_results(eos_runner: V1Runner) -> None:
-    sizes = [(600, 500), (800, 1000), (700, 400), (900, 900), (500, 700)]
+def test_pages_stopping_at_eos_mid_batch_match_one_page_results(family: Family, eos_runner: FamilyRunner) -> None:
+    sizes = [(600, 500), (800, 1000), (700, 400), (900, 900)]
     pages = [page(i + 1, w, h) for i, (w, h) in enumerate(sizes)]
-    options = [ConvertOptions(mode="tiny", max_new_tokens=16, ngram_size=0)] * len(pages)
-    single, outcomes = one_by_one_and_batched(eos_runner, pages, options, batch_size=4)
+    options = [ConvertOptions(mode=family.fast_mode, max_new_tokens=16, ngram_size=0)] * len(pages)
+    single, outcomes = one_by_one_and_batched(eos_runner, pages, options, batch_size=3)  # the fourth refills a row
     assert {r.finished for r in single} == {True, False}, "the fixture should make some pages end with EOS"
     assert [(o.result.token_ids, o.result.finished) for o in outcomes] == [(r.token_ids, r.finished) for r in single]
 
 
-def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_runner) -> None:
+def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(
+    family: Family, family_runner: FamilyRunner
+) -> None:
     data = io.BytesIO()
     make_page_image(600, 500, seed=9).save(data, "PNG")
     truncated = Page("scan.png", 3, Image.open(io.BytesIO(data.getvalue()[: len(data.getvalue()) // 2])))
@@ -107,7 +134,9 @@ def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_
 
     good = [page(1, 600, 500), page(4, 800, 600), page(5, 700, 400)]
     limits = {1: 20, 4: 3, 5: 6}  # the first page is the longest: later ones finish before it
-    options = {n: ConvertOptions(mode="tiny", max_new_tokens=limit, ngram_size=0) for n, limit in limits.items()}
+    options = {
+        n: ConvertOptions(mode=family.fast_mode, max_new_tokens=limit, ngram_size=0) for n, limit in limits.items()
+    }
     requests = [
         request(good[0], options[1]),
         PageRequest("broken.pdf", 2, load=unreadable, options=options[1]),
@@ -115,13 +144,14 @@ def test_outcomes_come_back_in_request_order_and_a_broken_page_fails_alone(tiny_
         request(good[1], options[4]),
         request(good[2], options[5]),
     ]
-    outcomes = list(LocalBackend(tiny_runner, batch_size=2).convert_many(requests))
+    outcomes = list(LocalBackend(family_runner, batch_size=2).convert_many(requests))
     assert [o.request for o in outcomes] == requests
     assert isinstance(outcomes[1].error, InputError) and outcomes[1].result is None
     assert isinstance(outcomes[2].error, OSError) and outcomes[2].result is None
     for p, outcome in zip(good, [outcomes[0], outcomes[3], outcomes[4]]):
-        alone = LocalBackend(tiny_runner).convert(p, options[p.number])
+        alone = LocalBackend(family_runner).convert(p, options[p.number])
         assert outcome.result is not None and outcome.result.token_ids == alone.token_ids
+        assert len(outcome.result.token_ids) == limits[p.number]  # the random model runs every page to its limit
 
 
 def test_row_cache_keeps_every_rows_keys_through_growth_removal_and_refill() -> None:
@@ -151,24 +181,27 @@ def test_row_cache_keeps_every_rows_keys_through_growth_removal_and_refill() -> 
     assert torch.equal(cache.keys[0][1, 0, :5], prompt(5, 5000.0)[0][0][0, 0])
 
 
-def test_streamed_pages_are_converted_one_after_another(tiny_runner) -> None:
+def test_streamed_pages_are_converted_one_after_another(family: Family, family_runner: FamilyRunner) -> None:
     pieces: list[tuple[int, str]] = []
     pages = [page(i + 1, 600 + 50 * i, 500) for i in range(3)]
-    options = ConvertOptions(mode="tiny", max_new_tokens=8, ngram_size=0)
+    options = ConvertOptions(mode=family.fast_mode, max_new_tokens=8, ngram_size=0)
     requests = [
         PageRequest(
             p.source, p.number, load=lambda p=p: p, options=options, on_text=lambda t, n=p.number: pieces.append((n, t))
         )
         for p in pages
     ]
-    outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(requests))
+    outcomes = list(LocalBackend(family_runner, batch_size=3).convert_many(requests))
     order = [n for n, _ in pieces]
-    assert order == sorted(order)
+    assert order == sorted(order) and set(order) == {1, 2, 3}
     for outcome in outcomes:
+        assert outcome.result.text
         assert "".join(t for n, t in pieces if n == outcome.request.number) == outcome.result.text
 
 
-def test_batched_run_writes_the_same_files_and_isolates_a_broken_input(tiny_runner, tmp_path: Path) -> None:
+def test_batched_run_writes_the_same_files_and_isolates_a_broken_input(
+    family: Family, family_runner: FamilyRunner, tmp_path: Path
+) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     for i, (w, h) in enumerate([(600, 500), (800, 1000), (700, 400)]):
@@ -178,11 +211,11 @@ def test_batched_run_writes_the_same_files_and_isolates_a_broken_input(tiny_runn
     for batch_size in (1, 3):
         job = ConvertJob(
             sources=discover([str(inputs)], None),
-            options=ConvertOptions(mode="tiny", max_new_tokens=6, ngram_size=2, ngram_window=4),
+            options=ConvertOptions(mode=family.fast_mode, max_new_tokens=6, ngram_size=2, ngram_window=4),
             output=OutputTarget(directory=tmp_path / f"out{batch_size}"),
         )
         summaries[batch_size] = run(
-            job, partial(LocalBackend, tiny_runner, batch_size=batch_size), Reporter(quiet=True)
+            job, partial(LocalBackend, family_runner, batch_size=batch_size), Reporter(quiet=True)
         )
     for batch_size, summary in summaries.items():
         assert summary.failed_inputs == [str(inputs / "broken.pdf")]
@@ -194,12 +227,12 @@ def test_batched_run_writes_the_same_files_and_isolates_a_broken_input(tiny_runn
         assert (tmp_path / "out3" / name).read_text() == (tmp_path / "out1" / name).read_text()
 
 
-def test_auto_batch_size_follows_free_memory_up_to_the_cpu_cap(tiny_runner) -> None:
+def test_auto_batch_size_follows_free_memory_up_to_the_cpu_cap(family_runner: FamilyRunner) -> None:
     options = ConvertOptions(mode="gundam", max_new_tokens=8192)
-    per_page = page_kv_bytes(tiny_runner, options)
-    assert auto_batch_size(tiny_runner, options, free=per_page) == 1
-    assert auto_batch_size(tiny_runner, options, free=10 * per_page) == 6  # 80% usable, less 20% for vision
-    assert auto_batch_size(tiny_runner, options, free=10**15) == 32
+    per_page = page_kv_bytes(family_runner, options)
+    assert auto_batch_size(family_runner, options, free=per_page) == 1
+    assert auto_batch_size(family_runner, options, free=10 * per_page) == 6  # 80% usable, less 20% for vision
+    assert auto_batch_size(family_runner, options, free=10**15) == 32
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "lots"])
@@ -209,32 +242,37 @@ def test_invalid_batch_size_is_a_usage_error(tmp_path: Path, value: str) -> None
     assert main(["convert", str(image), "--batch-size", value, "--model", str(tmp_path / "no-model")]) == ExitCode.USAGE
 
 
-def test_out_of_memory_halves_the_batch_and_still_gives_the_one_page_tokens(tiny_runner, monkeypatch) -> None:
-    pages = [page(n, 600, 500) for n in (1, 2, 3)]
-    options = [ConvertOptions(mode="tiny", max_new_tokens=5, ngram_size=0)] * 3
-    single = [LocalBackend(tiny_runner).convert(p, o) for p, o in zip(pages, options)]
-    real_step, calls = tiny_runner.decode_step, []
+def test_out_of_memory_halves_the_batch_and_still_gives_the_one_page_tokens(
+    family: Family, family_runner: FamilyRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = [page(n, 600, 500) for n in (1, 2)]
+    options = [ConvertOptions(mode=family.fast_mode, max_new_tokens=5, ngram_size=0)] * 2
+    single = [LocalBackend(family_runner).convert(p, o) for p, o in zip(pages, options)]
+    real_step, calls = family_runner.decode_step, []
 
-    def step_that_runs_out_of_memory_at_three_rows(tokens, cache):
+    def step_that_runs_out_of_memory_at_two_rows(tokens, cache):
         calls.append(len(tokens))
-        if len(tokens) == 3:
+        if len(tokens) == 2:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
         return real_step(tokens, cache)
 
-    monkeypatch.setattr(tiny_runner, "decode_step", step_that_runs_out_of_memory_at_three_rows)
-    outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(map(request, pages, options)))
-    assert 3 in calls and max(calls[calls.index(3) + 1 :]) == 1
+    monkeypatch.setattr(family_runner, "decode_step", step_that_runs_out_of_memory_at_two_rows)
+    outcomes = list(LocalBackend(family_runner, batch_size=2).convert_many(map(request, pages, options)))
+    assert 2 in calls and max(calls[calls.index(2) + 1 :]) == 1
     assert [o.result.token_ids for o in outcomes] == [alone.token_ids for alone in single]
+    assert all(len(alone.token_ids) == 5 for alone in single)
 
 
-def test_out_of_memory_at_one_page_is_a_model_error_suggesting_nf4(tiny_runner, monkeypatch) -> None:
+def test_out_of_memory_at_one_page_is_a_model_error_suggesting_nf4(
+    family: Family, family_runner: FamilyRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_memory(tokens, cache):
         raise torch.OutOfMemoryError("simulated: CUDA out of memory")
 
-    monkeypatch.setattr(tiny_runner, "decode_step", no_memory)
-    pages = [page(1, 600, 500)]
+    monkeypatch.setattr(family_runner, "decode_step", no_memory)
+    requests = [request(page(1, 600, 500), ConvertOptions(mode=family.fast_mode))]
     with pytest.raises(ModelError, match=r"out of memory on cpu even one page at a time; try --quant nf4") as err:
-        list(LocalBackend(tiny_runner, batch_size=1).convert_many(map(request, pages, [ConvertOptions(mode="tiny")])))
+        list(LocalBackend(family_runner, batch_size=1).convert_many(requests))
     assert err.value.exit_code == ExitCode.MODEL
 
 
@@ -247,24 +285,26 @@ def nan_weights(tensors: dict[str, torch.Tensor]) -> None:
 
 
 @pytest.fixture(scope="module")
-def nan_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "nan", nan_weights)
+def nan_checkpoint(family_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return rewritten_checkpoint(family_checkpoint, tmp_path_factory.mktemp("ckpt") / "nan", nan_weights)
 
 
 @pytest.fixture(scope="module")
-def loop_runner(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> V1Runner:
-    """The tiny model rewired (as conftest's ``eos_checkpoint``) to emit the token ``table`` at every step:
-    a page that loops from its first token. Under the default guard (20-grams in 50 tokens) a banned
+def loop_runner(family_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> FamilyRunner:
+    """The family's tiny model rewired (as conftest's ``eos_checkpoint``) to emit the token ``table`` at every
+    step: a page that loops from its first token. Under the default guard (20-grams in 50 tokens) a banned
     ``table`` gives way to id 0 (every other logit is 0), so a guarded page loops too, nudged every 20 tokens."""
-    table = Tokenizer.from_file(str(tiny_checkpoint / "tokenizer.json")).token_to_id("table")
+    table = Tokenizer.from_file(str(family_checkpoint / "tokenizer.json")).token_to_id("table")
 
-    path = rewritten_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("ckpt") / "loop", always_emit(table))
+    path = rewritten_checkpoint(family_checkpoint, tmp_path_factory.mktemp("ckpt") / "loop", always_emit(table))
     return load_runner(path, torch.device("cpu"), torch.float32)
 
 
-def test_a_looping_page_is_retried_once_with_the_retry_settings_and_reported_as_looped(loop_runner) -> None:
+def test_a_looping_page_is_retried_once_with_the_retry_settings_and_reported_as_looped(
+    family: Family, loop_runner: FamilyRunner
+) -> None:
     p = page(1, 600, 500)
-    options = ConvertOptions(mode="tiny", max_new_tokens=40, ngram_size=0)
+    options = ConvertOptions(mode=family.fast_mode, max_new_tokens=40, ngram_size=0)
     retry = replace(options, ngram_size=20, ngram_window=50)
     requests = [PageRequest(p.source, 1, lambda: p, options, retry)]
 
@@ -277,26 +317,31 @@ def test_a_looping_page_is_retried_once_with_the_retry_settings_and_reported_as_
     assert result.token_ids == LocalBackend(loop_runner).convert(p, retry).token_ids != first_try.token_ids
 
 
-def test_a_page_cut_off_at_the_limit_without_repeating_is_truncated_not_retried(tiny_runner) -> None:
+def test_a_page_cut_off_at_the_limit_without_repeating_is_truncated_not_retried(
+    family: Family, family_runner: FamilyRunner
+) -> None:
     """Until pages were told apart by their tail, every page that hit the limit was taken for a loop and
-    retried; the random model's tiny-mode pages do not repeat within 40 tokens, so none is retried now."""
-    pages = [page(n, 560 + 40 * n, 500) for n in (1, 2, 3)]
-    options = ConvertOptions(mode="tiny", max_new_tokens=40, ngram_size=20, ngram_window=50)
+    retried; the random models' pages here do not repeat within 40 tokens, so none is retried now."""
+    pages = [page(n, 560 + 40 * n, 500) for n in (1, 2)]
+    options = ConvertOptions(mode=family.fast_mode, max_new_tokens=40, ngram_size=20, ngram_window=50)
     retry = replace(options, ngram_size=10, ngram_window=120)
     requests = [PageRequest(p.source, p.number, lambda p=p: p, options, retry) for p in pages]
 
-    outcomes = list(LocalBackend(tiny_runner, batch_size=3).convert_many(requests))
+    outcomes = list(LocalBackend(family_runner, batch_size=2).convert_many(requests))
 
+    assert [o.request.number for o in outcomes] == [1, 2]
     for p, outcome in zip(pages, outcomes):
         result = outcome.result
         assert (result.finished, result.retried, result.looped, result.generated_tokens) == (False, False, False, 40)
-        assert result.token_ids == LocalBackend(tiny_runner).convert(p, options).token_ids
+        assert result.token_ids == LocalBackend(family_runner).convert(p, options).token_ids
 
 
-def test_nan_weights_stop_the_batched_run_with_one_model_error_naming_the_page(nan_checkpoint: Path) -> None:
+def test_nan_weights_stop_the_batched_run_with_one_model_error_naming_the_page(
+    family: Family, nan_checkpoint: Path
+) -> None:
     runner = load_runner(nan_checkpoint, torch.device("cpu"), torch.float32)
     pages = [page(n, 600, 500) for n in (1, 2)]
-    options = [ConvertOptions(mode="tiny", max_new_tokens=8)] * 2
+    options = [ConvertOptions(mode=family.fast_mode, max_new_tokens=8)] * 2
 
     with pytest.raises(ModelError) as err:
         list(LocalBackend(runner, batch_size=2).convert_many(map(request, pages, options)))
@@ -305,8 +350,10 @@ def test_nan_weights_stop_the_batched_run_with_one_model_error_naming_the_page(n
     assert err.value.exit_code == ExitCode.MODEL
 
 
-def test_nan_logits_in_a_decode_step_name_that_rows_page(tiny_runner, monkeypatch) -> None:
-    real_step = tiny_runner.decode_step
+def test_nan_logits_in_a_decode_step_name_that_rows_page(
+    family: Family, family_runner: FamilyRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_step = family_runner.decode_step
 
     def second_row_overflows(tokens, cache):
         logits = real_step(tokens, cache).clone()
@@ -314,16 +361,17 @@ def test_nan_logits_in_a_decode_step_name_that_rows_page(tiny_runner, monkeypatc
             logits[1, 5] = float("inf")
         return logits
 
-    monkeypatch.setattr(tiny_runner, "decode_step", second_row_overflows)
+    monkeypatch.setattr(family_runner, "decode_step", second_row_overflows)
     pages = [page(n, 600, 500) for n in (1, 2)]
-    options = [ConvertOptions(mode="tiny", max_new_tokens=4, ngram_size=0)] * 2
-    with pytest.raises(ModelError, match=r"^model produced NaN/inf logits on mixed.pdf page 2; the weights"):
-        list(LocalBackend(tiny_runner, batch_size=2).convert_many(map(request, pages, options)))
+    options = [ConvertOptions(mode=family.fast_mode, max_new_tokens=4, ngram_size=0)] * 2
+    with pytest.raises(ModelError, match=r"^model produced NaN/inf logits on mixed.pdf page 2; the weights") as err:
+        list(LocalBackend(family_runner, batch_size=2).convert_many(map(request, pages, options)))
+    assert err.value.exit_code == ExitCode.MODEL
 
 
-def test_nan_logits_in_half_precision_suggest_float32(nan_checkpoint: Path) -> None:
+def test_nan_logits_in_half_precision_suggest_float32(family: Family, nan_checkpoint: Path) -> None:
     runner = load_runner(nan_checkpoint, torch.device("cpu"), torch.bfloat16)
-    requests = [request(page(1, 600, 500), ConvertOptions(mode="tiny", max_new_tokens=4))]
+    requests = [request(page(1, 600, 500), ConvertOptions(mode=family.fast_mode, max_new_tokens=4))]
 
     with pytest.raises(ModelError) as err:
         list(LocalBackend(runner, batch_size=1).convert_many(requests))
@@ -334,10 +382,10 @@ def test_nan_logits_in_half_precision_suggest_float32(nan_checkpoint: Path) -> N
     )
 
 
-def test_nan_weights_exit_4_with_one_line_from_the_cli(dsocr, nan_checkpoint: Path) -> None:
+def test_nan_weights_exit_4_with_one_line_from_the_cli(dsocr, family: Family, nan_checkpoint: Path) -> None:
     make_image("scan.png")
 
-    run = dsocr("convert", "scan.png", "--model", nan_checkpoint, *FAST, "--max-tokens", "4")
+    run = dsocr("convert", "scan.png", "--model", nan_checkpoint, *family.fast, "--max-tokens", "4")
 
     assert (run.code, run.stdout) == (ExitCode.MODEL, "")
     assert run.stderr == "error: model produced NaN/inf logits on scan.png page 1; the weights are damaged\n"

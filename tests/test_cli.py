@@ -3,6 +3,9 @@
 Runs go through the real entry point (``main``) in-process, with stdout and stderr captured at the file
 descriptor level. Two random-weight checkpoints stand in for the real model: ``eos_checkpoint`` finishes
 every page at once (exit 0), ``tiny_checkpoint`` never finishes a page (the loop guard's case, exit 2).
+What the model family does not change (every format and writer, stdout or files, truncation, streaming,
+exit codes) runs for DeepSeek-OCR v1 and DeepSeek-OCR-2 alike (``family``, ids ``[v1]`` and ``[v2]``),
+each in its cheapest mode; inputs and settings, which never reach the model, run for v1 only.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import pytest
 
 from dsocr_cli import __version__
 from tests.cli_support import FAST, Run, listing, make_image, make_pdf, make_tiff
+from tests.conftest import Family
 
 Dsocr = Callable[..., Run]
 A4_AT_144_DPI = (1190, 1684)
 MARKDOWN_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
+FAST_VISION_TOKENS = {"v1": 73, "v2": 257}
+"""Image positions of any page in the family's cheapest mode (v1 tiny: 8x9 + 1; v2 base: 256 + 1)."""
 
 
 @pytest.fixture
@@ -30,9 +36,15 @@ def eos(eos_checkpoint: Path) -> tuple[str, ...]:
 
 
 @pytest.fixture
-def looping(tiny_checkpoint: Path) -> tuple[str, ...]:
-    """Options for the random model, which never emits EOS: every page runs to the token limit."""
-    return ("--model", str(tiny_checkpoint), *FAST, "--max-tokens", "3")
+def family_eos(family: Family, family_eos_checkpoint: Path) -> tuple[str, ...]:
+    """Options for the family's model that finishes every page at its first step, in its cheapest mode."""
+    return ("--model", str(family_eos_checkpoint), "--no-provenance", *family.fast)
+
+
+@pytest.fixture
+def looping(family: Family, family_checkpoint: Path) -> tuple[str, ...]:
+    """Options for the family's random model, which never emits EOS: every page runs to the token limit."""
+    return ("--model", str(family_checkpoint), *family.fast, "--max-tokens", "3")
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -47,7 +59,18 @@ def test_every_input_kind_converts_to_its_own_file_in_the_output_directory(dsocr
     make_image("folder/skipped.jpg", seed=3)
 
     run = dsocr(
-        "convert", "report.pdf", "scan.png", "photo.jpg", "frames.tiff", "folder", "--glob", "*.png", "-o", "out", "-v", *eos
+        "convert",
+        "report.pdf",
+        "scan.png",
+        "photo.jpg",
+        "frames.tiff",
+        "folder",
+        "--glob",
+        "*.png",
+        "-o",
+        "out",
+        "-v",
+        *eos,
     )
 
     assert run.code == 0, run.stderr
@@ -79,11 +102,16 @@ def test_every_input_kind_converts_to_its_own_file_in_the_output_directory(dsocr
     ],
 )
 def test_each_format_prints_the_document_alone_on_stdout_and_nothing_on_stderr_with_quiet(
-    dsocr: Dsocr, eos: tuple[str, ...], output_format: str, extra: tuple[str, ...], expected: str | None
+    dsocr: Dsocr,
+    family: Family,
+    family_eos: tuple[str, ...],
+    output_format: str,
+    extra: tuple[str, ...],
+    expected: str | None,
 ) -> None:
     make_pdf("report.pdf", pages=2)
 
-    run = dsocr("convert", "report.pdf", "--format", output_format, "-q", *extra, *eos)
+    run = dsocr("convert", "report.pdf", "--format", output_format, "-q", *extra, *family_eos)
 
     assert (run.code, run.stderr) == (0, "")
     assert listing(Path(".")) == ["report.pdf"]
@@ -97,13 +125,23 @@ def test_each_format_prints_the_document_alone_on_stdout_and_nothing_on_stderr_w
         document = json.loads(run.stdout)
         assert document["source"] == "report.pdf"
         pages = [
-            (p["number"], (p["width"], p["height"]), p["mode"], p["prompt"], p["generated_tokens"], p["finished"], p["retried"])
+            (
+                p["number"],
+                (p["width"], p["height"]),
+                p["mode"],
+                p["prompt"],
+                p["generated_tokens"],
+                p["finished"],
+                p["retried"],
+            )
             for p in document["pages"]
         ]
         assert pages == [
-            (1, A4_AT_144_DPI, "tiny", MARKDOWN_PROMPT, 1, True, False),
-            (2, A4_AT_144_DPI, "tiny", MARKDOWN_PROMPT, 1, True, False),
+            (1, A4_AT_144_DPI, family.fast_mode, MARKDOWN_PROMPT, 1, True, False),
+            (2, A4_AT_144_DPI, family.fast_mode, MARKDOWN_PROMPT, 1, True, False),
         ]
+        assert [p["vision_tokens"] for p in document["pages"]] == [FAST_VISION_TOKENS[family.name]] * 2
+        assert [(p["looped"], p["text"], p["blocks"]) for p in document["pages"]] == [(False, "", [])] * 2
     else:
         assert run.stdout == expected
 
@@ -120,13 +158,13 @@ def test_pages_selects_the_pages_that_are_converted(dsocr: Dsocr, eos: tuple[str
 
 
 def test_output_file_for_a_single_input_is_replaced_and_gets_the_layout_pdf_beside_it(
-    dsocr: Dsocr, eos: tuple[str, ...]
+    dsocr: Dsocr, family_eos: tuple[str, ...]
 ) -> None:
     make_image("scan.png")
     Path("result").mkdir()
     Path("result/scan.json").write_text("from an earlier run")
 
-    run = dsocr("convert", "scan.png", "-o", "result/scan.json", "--format", "json", "--layout-pdf", *eos)
+    run = dsocr("convert", "scan.png", "-o", "result/scan.json", "--format", "json", "--layout-pdf", *family_eos)
 
     assert (run.code, run.stdout, run.stderr) == (0, "", "")
     assert json.loads(Path("result/scan.json").read_text())["pages"][0]["finished"] is True
@@ -147,21 +185,24 @@ def test_existing_outputs_in_a_directory_are_skipped_by_default(dsocr: Dsocr, eo
     assert (run.code, run.stdout, run.stderr) == (0, "", "")
     assert Path("out/scan_det.mmd").read_text() == "from an earlier run"
     assert listing(Path("out")) == [".dsocr.lock", "photo_det.mmd", "scan_det.mmd"]
+    assert Path("out/photo_det.mmd").read_text() == ""  # EOS at once: an empty page, as the model gave it
 
 
-def test_force_converts_again_over_existing_outputs(dsocr: Dsocr, eos: tuple[str, ...]) -> None:
+def test_force_converts_again_over_existing_outputs(dsocr: Dsocr, family_eos: tuple[str, ...]) -> None:
     make_image("scan.png")
     Path("out").mkdir()
     Path("out/scan.txt").write_text("from an earlier run")
 
-    run = dsocr("convert", "scan.png", "--format", "text", "-o", "out", "--force", "-v", *eos)
+    run = dsocr("convert", "scan.png", "--format", "text", "-o", "out", "--force", "-v", *family_eos)
 
     assert run.code == 0
     assert Path("out/scan.txt").read_text() == "\n"
     assert run.messages[-1] == "dsocr: 1 of 1 document(s) converted, 1 page(s), T s"
 
 
-def test_a_page_cut_off_at_max_tokens_is_truncated_not_retried_and_exits_2(dsocr: Dsocr, looping: tuple[str, ...]) -> None:
+def test_a_page_cut_off_at_max_tokens_is_truncated_not_retried_and_exits_2(
+    dsocr: Dsocr, family: Family, looping: tuple[str, ...]
+) -> None:
     make_image("scan.png")
 
     run = dsocr("convert", "scan.png", "--format", "json", "-o", "out/", *looping)
@@ -173,7 +214,26 @@ def test_a_page_cut_off_at_max_tokens_is_truncated_not_retried_and_exits_2(dsocr
     ]
     [page] = json.loads(Path("out/scan.json").read_text())["pages"]
     assert (page["finished"], page["looped"], page["retried"], page["generated_tokens"]) == (False, False, False, 3)
+    assert (page["mode"], page["vision_tokens"]) == (family.fast_mode, FAST_VISION_TOKENS[family.name])
     assert page["text"]
+
+
+def test_without_mode_a_page_is_converted_in_the_default_mode_gundam(
+    dsocr: Dsocr, family: Family, family_eos_checkpoint: Path
+) -> None:
+    """Both families default to gundam (crops plus a 1024 px view): a 1300x650 page is two crops side by side,
+    640 px ones for v1 (273 + 10x21 positions) and 768 px ones for v2 (257 + 2x144)."""
+    make_image("scan.png", size=(1300, 650))
+
+    run = dsocr("convert", "scan.png", "--model", family_eos_checkpoint, "--format", "json", "--no-provenance")
+
+    assert (run.code, run.stderr) == (0, "")
+    [page] = json.loads(run.stdout)["pages"]
+    assert family.family.default_mode == "gundam"
+    assert (page["mode"], page["prompt"]) == ("gundam", MARKDOWN_PROMPT)
+    assert (page["width"], page["height"]) == (1300, 650)
+    assert page["vision_tokens"] == {"v1": 273 + 10 * 21, "v2": 257 + 2 * 144}[family.name]
+    assert (page["generated_tokens"], page["finished"]) == (1, True)
 
 
 def test_stream_prints_tokens_to_stdout_as_they_come_instead_of_the_document(
@@ -234,7 +294,9 @@ def test_config_path_prints_the_file_in_use(dsocr: Dsocr, tmp_path: Path, monkey
     assert dsocr("config", "path") == Run(0, "elsewhere.toml\n", "")
 
 
-def test_config_file_at_the_platform_path_is_read(dsocr: Dsocr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_at_the_platform_path_is_read(
+    dsocr: Dsocr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DSOCR_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     (tmp_path / "xdg" / "dsocr").mkdir(parents=True)
@@ -274,13 +336,19 @@ def test_version_prints_the_package_version(dsocr: Dsocr) -> None:
         (["convert", "scan.png", "--pages", "3-1"], "error: --pages: invalid page range '3-1' (3 comes after 1)"),
         (["convert", "scan.png", "--pages", "0"], "error: --pages: invalid page range '0' (pages are numbered from 1)"),
         (["convert", "scan.png", "photo.png"], "error: 2 inputs would be mixed on stdout; give -o DIR"),
-        (["convert", "scan.png", "--stream", "-o", "out"], "error: --stream prints to stdout; it cannot be combined with -o"),
+        (
+            ["convert", "scan.png", "--stream", "-o", "out"],
+            "error: --stream prints to stdout; it cannot be combined with -o",
+        ),
         (["convert", "-", "-"], "error: -: stdin can be given only once"),
         (
             ["convert", "scan.png", "--prompt", "locate:"],
             "error: --prompt locate:TEXT needs the text to locate",
         ),
-        (["convert", "scan.png", "--dpi", "5"], "error: Invalid value for '--dpi': Input should be greater than or equal to 36"),
+        (
+            ["convert", "scan.png", "--dpi", "5"],
+            "error: Invalid value for '--dpi': Input should be greater than or equal to 36",
+        ),
         (["convert", "scan.png", "--bogus"], None),
         (["convert", "scan.png", "--format", "docx"], None),
         (["frobnicate"], "error: No such command 'frobnicate'."),
@@ -304,7 +372,10 @@ def test_usage_errors_exit_1_with_one_line_and_touch_nothing(
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ("./no-such-model", "error: ./no-such-model: neither a model directory nor a hub repo id (owner/name[@revision])"),
+        (
+            "./no-such-model",
+            "error: ./no-such-model: neither a model directory nor a hub repo id (owner/name[@revision])",
+        ),
         ("empty-model", "error: empty-model: no config.json (not a model directory)"),
     ],
 )
@@ -317,15 +388,17 @@ def test_missing_model_exits_4_naming_it(dsocr: Dsocr, model: str, message: str)
     assert (run.code, run.stdout, run.stderr) == (4, "", message + "\n")
 
 
-def test_damaged_weights_exit_4_naming_the_file(dsocr: Dsocr, tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_damaged_weights_exit_4_naming_the_file(
+    dsocr: Dsocr, family: Family, family_checkpoint: Path, tmp_path: Path
+) -> None:
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    for path in tiny_checkpoint.iterdir():
+    for path in family_checkpoint.iterdir():
         data = path.read_bytes()
         (damaged / path.name).write_bytes(data[: len(data) // 2] if path.suffix == ".safetensors" else data)
     make_image("scan.png")
 
-    run = dsocr("convert", "scan.png", "--model", "damaged", *FAST)
+    run = dsocr("convert", "scan.png", "--model", "damaged", *family.fast)
 
     assert run.code == 4
     assert run.stderr.startswith("error: damaged/model-00001-of-000001.safetensors: not a readable safetensors file (")
@@ -342,11 +415,11 @@ def test_output_directory_that_cannot_be_created_exits_5_before_loading_the_mode
     assert run.stderr == "error: cannot create directory blocker/out: Not a directory\n"
 
 
-def test_output_file_that_cannot_be_written_exits_5(dsocr: Dsocr, eos: tuple[str, ...]) -> None:
+def test_output_file_that_cannot_be_written_exits_5(dsocr: Dsocr, family_eos: tuple[str, ...]) -> None:
     make_image("scan.png")
     Path("blocker").write_text("a file where the output directory should go")
 
-    run = dsocr("convert", "scan.png", "-o", "blocker/scan.md", "-q", *eos)
+    run = dsocr("convert", "scan.png", "-o", "blocker/scan.md", "-q", *family_eos)
 
     assert (run.code, run.stdout) == (5, "")
     assert run.stderr == "error: cannot create directory blocker: File exists\n"  # as mkdir(1) says it

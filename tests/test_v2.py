@@ -1,9 +1,11 @@
 """DeepSeek-OCR-2 (``dsocr_cli.models.v2``): checkpoints, loading, the registry, and ``dsocr convert``.
 
-Random-weight checkpoints from ``dsocr_cli.testing.checkpoint_v2`` stand in for the real model. Golden
-numbers from the official code are not part of these tests yet (a later change adds them): what is
-asserted here is the layout (the official index's 2,707 names), loading with 0 missing/unexpected keys,
-one-line errors, and that the batched engine gives exactly the one-page result.
+Random-weight checkpoints from ``dsocr_cli.testing.checkpoint_v2`` (conftest's ``v2_checkpoint`` and
+friends) stand in for the real model; golden numbers from the official code are in ``test_golden_v2``.
+What is asserted here is what only v2 has: the layout (the official index's 2,707 names), loading with 0
+missing/unexpected keys, one-line errors, its two modes and its prompt layout. What v2 shares with v1 (the
+batched engine giving exactly the one-page result, every output format, truncation, exit codes) is tested
+once for both families in ``test_batched`` and ``test_cli`` (``family``-parametrised, ids ``[v2]``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dsocr_cli.engine.backend import ConvertOptions, PageRequest
-from dsocr_cli.engine.local import LocalBackend
 from dsocr_cli.errors import ExitCode, ModelError
 from dsocr_cli.models import registry
 from dsocr_cli.models.family import FamilyRunner, ModelFamily
@@ -27,11 +27,9 @@ from dsocr_cli.models.v2.family import FAMILY as V2
 from dsocr_cli.models.v2.layout import V2Spec, spec_from_config, tensor_shapes
 from dsocr_cli.models.v2.loader import load_v2
 from dsocr_cli.models.v2.runner import V2Runner
-from dsocr_cli.results import Page
 from dsocr_cli.testing.checkpoint import SHARD_NAME
-from dsocr_cli.testing.checkpoint_v2 import official_config, write_checkpoint_v2, write_converted_checkpoint_v2
+from dsocr_cli.testing.checkpoint_v2 import official_config
 from dsocr_cli.testing.images import make_page_image
-from tests.checkpoints import always_emit, rewritten_checkpoint
 from tests.cli_support import make_image
 
 TESTING = Path(__file__).resolve().parents[1] / "dsocr_cli" / "testing"
@@ -39,33 +37,6 @@ OFFICIAL_V2_CONFIG = TESTING / "official_v2" / "config.json"
 OFFICIAL_V1_CONFIG = TESTING / "official" / "config.json"
 OFFICIAL_V2_INDEX = Path(__file__).parent / "fixtures" / "deepseek-ocr-2.model.safetensors.index.json"
 """Copies of ../shared/reference/deepseek-ocr-2/ (the official hub files), so a clone runs these tests alone."""
-MARKDOWN_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
-
-
-@pytest.fixture(scope="session")
-def v2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint_v2(tmp_path_factory.mktemp("ckpt") / "v2-tiny", seed=0)
-
-
-@pytest.fixture(scope="session")
-def v2_runner(v2_checkpoint: Path) -> V2Runner:
-    runner = registry.load_runner(v2_checkpoint, torch.device("cpu"), torch.float32)
-    assert isinstance(runner, V2Runner)
-    return runner
-
-
-@pytest.fixture(scope="session")
-def v2_eos_checkpoint(v2_checkpoint: Path, v2_runner: V2Runner, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny v2 checkpoint rewired to emit EOS at the first step (``tests.checkpoints.always_emit``)."""
-    return rewritten_checkpoint(
-        v2_checkpoint, tmp_path_factory.mktemp("ckpt") / "v2-eos", always_emit(v2_runner.eos_id)
-    )
-
-
-@pytest.fixture(scope="session")
-def v2_converted_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same network in transformers' converted layout (``deepseek-community/DeepSeek-OCR-2``)."""
-    return write_converted_checkpoint_v2(tmp_path_factory.mktemp("ckpt") / "v2-converted", seed=0)
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:
@@ -277,61 +248,7 @@ def test_missing_tokenizer_and_shard_are_one_line(v2_checkpoint: Path, tmp_path:
     expect_one_line(error)
 
 
-# ---------------------------------------------------------------- engine
-
-
-def page(number: int, width: int, height: int) -> Page:
-    return Page("mixed.pdf", number, make_page_image(width, height, seed=number))
-
-
-@pytest.mark.parametrize("ngram_size", [0, 3])
-def test_batched_output_equals_one_page_output_for_mixed_page_sizes(v2_runner: V2Runner, ngram_size: int) -> None:
-    sizes = [(600, 500, "gundam", 6), (1300, 650, "gundam", 9), (800, 1200, "base", 7), (1190, 1684, "gundam", 8)]
-    pages = [page(i + 1, w, h) for i, (w, h, _, _) in enumerate(sizes)]
-    options = [
-        ConvertOptions(mode=mode, max_new_tokens=limit, ngram_size=ngram_size, ngram_window=12)
-        for _, _, mode, limit in sizes
-    ]
-    single = [LocalBackend(v2_runner).convert(p, o) for p, o in zip(pages, options)]
-    requests = [PageRequest(p.source, p.number, load=lambda p=p: p, options=o) for p, o in zip(pages, options)]
-    outcomes = list(LocalBackend(v2_runner, batch_size=3).convert_many(requests))
-    assert [o.request.number for o in outcomes] == [1, 2, 3, 4]
-    assert [alone.vision_tokens for alone in single] == [257, 257 + 144 * 2, 257, 257 + 144 * 6]
-    for alone, outcome in zip(single, outcomes):
-        assert outcome.error is None and outcome.result is not None
-        assert outcome.result.token_ids == alone.token_ids
-        assert (outcome.result.text, outcome.result.finished) == (alone.text, alone.finished)
-
-
 # ---------------------------------------------------------------- the CLI
-
-
-@pytest.mark.parametrize("output_format", ["markdown", "json"])
-def test_convert_with_a_v2_checkpoint(dsocr, v2_eos_checkpoint: Path, output_format: str) -> None:
-    make_image("scan.png", size=(900, 1200))
-    run = dsocr("convert", "scan.png", "--model", v2_eos_checkpoint, "--format", output_format, "--no-provenance")
-    assert run.code == 0, run.stderr
-    if output_format == "json":
-        [result] = json.loads(run.stdout)["pages"]
-        assert (result["mode"], result["prompt"]) == ("gundam", MARKDOWN_PROMPT)
-        assert (result["width"], result["height"]) == (900, 1200)
-    else:
-        assert run.stdout.strip() == "<!-- page 1 -->"  # EOS at once: an empty page after its separator
-
-
-def test_convert_runs_the_random_v2_model_to_the_token_limit(dsocr, v2_checkpoint: Path) -> None:
-    make_image("scan.png", size=(1300, 650))
-    run = dsocr("convert", "scan.png", "--model", v2_checkpoint, "--format", "json", "--max-tokens", "3")
-    assert run.code == 2  # the random model never finishes a page
-    [result] = json.loads(run.stdout)["pages"]
-    assert (result["mode"], result["generated_tokens"]) == ("gundam", 3)
-
-
-def test_convert_in_base_mode(dsocr, v2_eos_checkpoint: Path) -> None:
-    make_image("scan.png", size=(900, 1200))
-    run = dsocr("convert", "scan.png", "--model", v2_eos_checkpoint, "--mode", "base", "--format", "json")
-    assert run.code == 0, run.stderr
-    assert json.loads(run.stdout)["pages"][0]["mode"] == "base"
 
 
 @pytest.mark.parametrize("mode", ["tiny", "small", "large"])
