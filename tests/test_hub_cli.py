@@ -260,3 +260,36 @@ def test_doctor_reports_the_device_and_never_the_token(
     table = capsys.readouterr().out
     assert expected in table and str(home / "hub") in table
     assert "hf_do_not_print_me" not in out + table
+
+
+def test_v2_downloads_by_short_name_in_both_hub_layouts_and_converts_offline(
+    v2_eos_checkpoint: Path,
+    v2_converted_checkpoint: Path,
+    page: Path,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dsocr download v2` fetches deepseek-ai/DeepSeek-OCR-2 (official layout); the transformers-converted
+    deepseek-community repo downloads too; both convert offline from the cache and `dsocr models` names
+    their family."""
+    official, converted = StandInRepo(), StandInRepo()
+    official.add_revision(v2_eos_checkpoint, "main")
+    converted.add_revision(v2_converted_checkpoint, "main")
+    repos = {"deepseek-ai/DeepSeek-OCR-2": official, "deepseek-community/DeepSeek-OCR-2": converted}
+    with serve(monkeypatch, home, repos) as server:
+        assert main(["download", "v2"]) == ExitCode.OK
+        assert main(["download", "deepseek-community/DeepSeek-OCR-2"]) == ExitCode.OK
+        capsys.readouterr()
+        server.reset_counts()
+        base = ["convert", str(page), "--mode", "base", "--offline", "--no-provenance"]
+        assert main([*base, "--model", "ocr2"]) == ExitCode.OK  # the EOS checkpoint finishes every page
+        assert capsys.readouterr().out.startswith("<!-- page 1 -->")
+        assert main([*base, "--model", "deepseek-community/DeepSeek-OCR-2", "--max-tokens", "2"]) == (
+            ExitCode.PARTIAL_FAILURE  # the random converted model runs to the limit: truncated, text kept
+        )
+        assert "<!-- page 1 -->" in capsys.readouterr().out
+        assert server.requests == []  # offline: the cache only
+        assert main(["models", "--json"]) == ExitCode.OK
+        listed = {m["repo"]: {r["family"] for r in m["revisions"]} for m in json.loads(capsys.readouterr().out)}
+    assert listed == {"deepseek-ai/DeepSeek-OCR-2": {"deepseek-ocr-2"}, "deepseek-community/DeepSeek-OCR-2": {"deepseek-ocr-2"}}
