@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram, tail_repeats
+from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
+from dsocr_cli.generation.loops import tail_repeats
 
 TD, CLOSE_TD = 128821, 128822
 

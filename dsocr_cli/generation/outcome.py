@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dsocr_cli.generation.guard import tail_repeats
+from dsocr_cli.generation.loops import tail_repeats
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Generation:
 
     @property
     def looped(self) -> bool:
-        """Stopped at the token limit with a tail that repeats (``generation.guard.tail_repeats``): a model loop,
+        """Stopped at the token limit with a tail that repeats (``generation.loops.tail_repeats``): a model loop,
         as opposed to a page that was merely longer than the limit."""
         return not self.finished and tail_repeats(self.token_ids)
 
