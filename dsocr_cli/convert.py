@@ -10,6 +10,15 @@ Rules:
 - Memory is bounded by a page: each page result goes to the writers as it arrives and is dropped.
 - Each output gets a manifest (``outputs.Manifest``) written "incomplete" before its first file and
   "complete" after its last, so ``--skip-existing`` skips only what is truly done.
+- ``--shard K/N`` (``ConvertJob.shard``) converts only the inputs of that shard (``inputs.shard``); outputs are
+  planned over all inputs first, so every shard names its outputs as one unsharded run would.
+- Runs may share an output folder: each claims an input (``outputs.OutputPlan.claim``) just before converting
+  it, and releases the claim once the output is written or the input failed. An input another live run has
+  claimed is left for the end of the list and tried again there; if it is still claimed then, this run leaves
+  it to that run and says so ("claimed by another run": neither converted nor failed here, exit 0), and that
+  run reports its outcome (a failure there is redone by the next run, as always). An output another run
+  finished since this run began is not redone (``outputs.made_meanwhile``). So with ``--skip-existing``, runs
+  sharing a folder convert each input once between them and never skip one that nobody converted.
 """
 
 from __future__ import annotations
@@ -29,19 +38,30 @@ from dsocr_cli.engine.backend import Backend, ConvertOptions, PageRequest
 from dsocr_cli.errors import DsocrError, ExitCode, InputError, OutputError, UsageError, stdout_error
 from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.pages import Document, PageSelection, open_document
+from dsocr_cli.inputs.shard import Shard, check_shardable
 from dsocr_cli.outputs import (
     Manifest,
+    ManifestState,
     OutputPlan,
     OutputTarget,
     check_not_inputs,
     input_identity,
+    made_meanwhile,
+    manifest_state,
     plan_outputs,
     skip_reason,
 )
 from dsocr_cli.progress import Reporter
 from dsocr_cli.results import Page, PageResult
 from dsocr_cli.writers import FORMATS
-from dsocr_cli.writers.atomic import atomic_write_text, directory_lock, make_dir, remove_stale_temps
+from dsocr_cli.writers.atomic import (
+    CLAIM_STALE_SECONDS,
+    Claims,
+    atomic_write_text,
+    directory_lock,
+    make_dir,
+    remove_stale_temps,
+)
 from dsocr_cli.writers.base import DocumentWriter, TextDocument, Writer
 from dsocr_cli.writers.markdown import MarkdownWriter
 
@@ -70,6 +90,10 @@ class ConvertJob:
     """The model reference as given (recorded in outputs; the backend adds the resolved revision)."""
     provenance: bool = True
     """Record how each output was made inside it (Markdown comment, HTML meta tags, JSON object)."""
+    shard: Shard | None = None
+    """``--shard K/N``: convert only the sources of this shard (None: all of them)."""
+    claim_timeout: float = CLAIM_STALE_SECONDS
+    """Seconds after which another run's claim that was not refreshed is stale (``writers.atomic.Claims``)."""
 
     def settings(self) -> dict[str, Any]:
         """What shapes an output: two runs with equal settings on an unchanged input make the same files."""
@@ -104,10 +128,12 @@ class RunSummary:
     warned_inputs: list[str] = field(default_factory=list)
     unwritable_inputs: list[str] = field(default_factory=list)
     """Inputs that failed because their output could not be written (also in ``failed_inputs``)."""
+    claimed_inputs: list[str] = field(default_factory=list)
+    """Inputs left to another run that still held their claim at the end of this one (not failures)."""
     seconds: float = 0.0
 
     def exit_code(self) -> ExitCode:
-        if self.documents and not (self.converted or self.skipped):
+        if self.documents and not (self.converted or self.skipped or self.claimed_inputs):
             if self.unwritable_inputs and len(self.unwritable_inputs) == len(self.failed_inputs):
                 return ExitCode.OUTPUT
             return ExitCode.ALL_FAILED
@@ -119,6 +145,8 @@ class RunSummary:
         parts = [f"{self.converted} of {self.documents} document(s) converted", f"{self.pages} page(s)"]
         if self.skipped:
             parts.append(f"{self.skipped} skipped (already done)")
+        if self.claimed_inputs:
+            parts.append(f"{len(self.claimed_inputs)} claimed by another run")
         if self.failed_inputs:
             parts.append(f"{len(self.failed_inputs)} failed")
         if self.warned_inputs:
@@ -152,6 +180,15 @@ def retry_options(options: ConvertOptions) -> ConvertOptions | None:
     )
 
 
+class Elsewhere(Exception):
+    """Why this run leaves a document alone: another run finished it, or still holds its claim (``claimed``)."""
+
+    def __init__(self, reason: str, claimed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.claimed = claimed
+
+
 @dataclass
 class DocumentRun:
     """One input on its way through the run: opened lazily, its pages handed to the writers as they come.
@@ -175,6 +212,13 @@ class DocumentRun:
     announced: bool = False
     warned: int = 0
     """How many of ``warnings`` were printed."""
+    before: ManifestState = None
+    """The output's manifest when the run began (``outputs.made_meanwhile``)."""
+    claims: Claims | None = None
+    """Set while this run holds the document's claim."""
+    left: BaseException | None = None
+    """Why the document is not converted after all, learnt when its turn came (``Elsewhere``, or the
+    OutputError of a claim that could not be written); raised by ``leave`` on the loader thread."""
 
     @property
     def page_count(self) -> int:
@@ -194,6 +238,16 @@ class DocumentRun:
     def failed_open(self) -> Page:
         assert self.error is not None
         raise self.error
+
+    def leave(self) -> Page:
+        assert self.left is not None
+        raise self.left
+
+    def release_claim(self) -> None:
+        """Give the claim up, if this run holds it (harmless to call again)."""
+        claims, self.claims = self.claims, None
+        if claims is not None and self.plan is not None:
+            claims.release(self.plan.claim)
 
     def next_page(self) -> Page:
         """Render the next selected page; the document is closed after its last page or its first failure."""
@@ -232,6 +286,69 @@ def close_all(documents: Iterable[DocumentRun]) -> None:
     for doc in documents:
         doc.close()
         doc.discard()
+        doc.release_claim()
+
+
+def turns(job: ConvertJob, documents: list[DocumentRun], claims: Claims | None) -> Iterator[DocumentRun]:
+    """The documents in order, each when its turn comes, claimed for this run unless ``left`` says otherwise.
+
+    Without ``claims`` (no output folder) that is every document as it is. With them, a document another
+    live run holds is put off to the end of the list and claimed then if it is free; a document whose claim
+    this run got is checked once more, since another run may have finished it in the meantime. A document
+    that already failed, or has no output plan, passes as it is. Runs lazily (the loader thread claims a
+    document only when its pages are about to be read), so runs that share a folder share its inputs.
+    """
+    if claims is None:
+        yield from documents
+        return
+    later: list[DocumentRun] = []
+    for doc in documents:
+        if doc.failed or doc.plan is None or doc.source.error is not None or take_turn(job, doc, claims, last=False):
+            yield doc
+        else:
+            later.append(doc)
+    for doc in later:
+        take_turn(job, doc, claims, last=True)
+        yield doc
+
+
+def take_turn(job: ConvertJob, doc: DocumentRun, claims: Claims, last: bool) -> bool:
+    """Claim ``doc`` for this run; False when another run holds it and this is not its ``last`` chance
+    (then nothing is decided yet). Otherwise True, with ``doc.left`` set when it is not to be converted."""
+    assert doc.plan is not None
+    try:
+        holder = claims.take(doc.plan.claim)
+    except OutputError as exc:
+        doc.left = exc
+        return True
+    if holder is not None:
+        if last:
+            doc.left = Elsewhere(f"claimed by another run ({holder}); left to it", claimed=True)
+        return last
+    doc.claims = claims
+    reason = made_meanwhile(doc.plan, doc.source, job.settings(), doc.before)
+    if reason is None and job.skip_existing:
+        done, why = skip_reason(doc.plan, doc.source, job.settings())
+        reason = why if done else None
+    if reason is not None:
+        doc.release_claim()
+        doc.left = Elsewhere(reason, claimed=False)
+    return True
+
+
+def settle(doc: DocumentRun, summary: RunSummary, reporter: Reporter) -> None:
+    """Account for a document another run has, or did, convert: skipped (done), or claimed by another run."""
+    assert isinstance(doc.left, Elsewhere)
+    doc.failed = True  # nothing more of it is looked at
+    doc.close()
+    if doc.left.claimed:
+        summary.claimed_inputs.append(doc.source.name)
+        reporter.info(f"{doc.source.name}: {doc.left.reason}")
+    else:
+        skip(doc.source, doc.left.reason, summary, reporter)
+    if reporter.page_total is not None and doc.page_count:
+        reporter.set_page_total(reporter.page_total - doc.page_count)
+    reporter.document_done(doc.source.name)
 
 
 def page_requests(
@@ -245,6 +362,9 @@ def page_requests(
     """
     for doc in documents:
         if doc.failed:
+            continue
+        if doc.left is not None:
+            yield PageRequest(doc.source.name, 0, load=doc.leave, options=job.options, tag=doc)
             continue
         if doc.document is None and not doc.open(job):
             yield PageRequest(doc.source.name, 0, load=doc.failed_open, options=job.options, tag=doc)
@@ -266,25 +386,34 @@ def run(
     Pages of all documents stream through ``backend.convert_many``; each document is written as soon
     as its last page is back. ``stdout`` defaults to ``sys.stdout`` as it is at call time, so
     redirections made by the caller apply. Raises UsageError (before any model loads) when an output
-    would overwrite an input.
+    would overwrite an input, or when a sharded run (``job.shard``) has stdin among its sources.
     """
     stdout = stdout or sys.stdout
-    summary = RunSummary(documents=len(job.sources))
     started = time.perf_counter()
     writer = make_writer(job, job.format)
     if job.output.to_stdout and job.layout_pdf:
         raise UsageError("--layout-pdf writes a file beside each output; give -o DIR or -o FILE")
+    check_shardable([source.name for source in job.sources if source.path is None], job.shard)
+    # Planned over every input, so that a shard names its outputs as an unsharded run would.
     plans = plan_outputs(job.sources, job.output, writer.suffix)
     check_not_inputs(plans, job.sources, job.layout_pdf, job.output)
+    pairs = list(zip(job.sources, plans, strict=True))
+    if job.shard is not None:
+        pairs = job.shard.select(pairs, job.sources)
+        reporter.info(f"shard {job.shard}: {len(pairs)} of {len(job.sources)} input(s)")
+    summary = RunSummary(documents=len(pairs))
     settings = job.settings()
     with ExitStack() as stack:
+        claims = None
         if job.output.directory is not None:
             make_dir(job.output.directory)
-            stack.enter_context(directory_lock(job.output.directory))
-        for folder in {plan.main.parent for plan in plans if plan is not None}:
+            stack.enter_context(directory_lock(job.output.directory, shared=True))
+            claims = stack.enter_context(Claims(stale_after=job.claim_timeout))
+        for folder in {plan.main.parent for _, plan in pairs if plan is not None}:
             remove_stale_temps(folder)
         documents: list[DocumentRun] = []
-        for source, plan in zip(job.sources, plans):
+        for source, plan in pairs:
+            before = manifest_state(plan) if claims is not None and plan is not None else None
             if plan is not None and job.skip_existing and source.error is None:
                 done, reason = skip_reason(plan, source, settings)
                 if done:
@@ -292,13 +421,19 @@ def run(
                     continue
                 if plan.main.exists() or plan.manifest.exists():
                     reporter.info(f"{source.name}: redoing {plan.main}: {reason}")
-            documents.append(DocumentRun(source, plan))
+            documents.append(DocumentRun(source, plan, before=before))
         stack.callback(close_all, documents)
         total = count_pages(job, documents, summary, reporter) if reporter.wants_page_totals else None
         stack.callback(reporter.stop)
-        remaining = iter(documents)
+        remaining = turns(job, documents, claims)
         for doc in remaining:
             if doc.failed:
+                continue
+            if isinstance(doc.left, Elsewhere):
+                settle(doc, summary, reporter)
+                continue
+            if doc.left is not None:
+                fail(doc, doc.left, summary, reporter)
                 continue
             if doc.document is not None or doc.open(job):
                 backend = backend_factory()  # shows "loading model ..." itself
@@ -348,6 +483,9 @@ def convert_all(
             doc: DocumentRun = outcome.request.tag
             if doc.failed:
                 continue
+            if isinstance(outcome.error, Elsewhere):
+                settle(doc, summary, reporter)
+                continue
             announce(doc, summary, reporter)
             if outcome.error is not None:
                 fail(doc, outcome.error, summary, reporter)
@@ -379,6 +517,7 @@ def convert_all(
                     raise  # stdout itself failed: nothing else can be delivered
                 fail(doc, exc, summary, reporter)
                 continue
+            doc.release_claim()  # after the final manifest: whoever claims it next sees it done
             summary.converted += 1
             reporter.document_done(doc.source.name)
 
@@ -528,6 +667,7 @@ def fail(doc: DocumentRun, error: BaseException | None, summary: RunSummary, rep
     if doc.plan is not None and doc.identity and not doc.plan.main.exists():
         with suppress(OSError):
             doc.plan.manifest.unlink()  # an "incomplete" note for an output that never appeared
+    doc.release_claim()  # after the clean-up: the next run to claim it finds no half of it
     if isinstance(error, OutputError):
         summary.unwritable_inputs.append(doc.source.name)
     summary.failed_inputs.append(doc.source.name)

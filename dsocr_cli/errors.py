@@ -74,6 +74,16 @@ class OutputError(DsocrError):
     exit_code = ExitCode.OUTPUT
 
 
+class ServerError(DsocrError):
+    """A remote server (``convert --server``) cannot be reached or cannot convert a page.
+
+    Raised for the run (exit 3, "no input could be processed") when no server answers at the start; a page
+    that no server could convert fails alone with it (the run then exits 2 or 3 as for any failed input).
+    """
+
+    exit_code = ExitCode.ALL_FAILED
+
+
 class Stopped(BaseException):
     """A signal (SIGTERM, SIGHUP) stopped the run; raised in the main thread by the CLI's signal handler.
 

@@ -21,6 +21,12 @@ error.
 Every output has a manifest beside it, ``.<output name>.dsocr.json``, recording how it was made and whether
 it is complete; ``--skip-existing`` trusts an output only through it (``skip_reason``), and a directory walk
 never takes a file a manifest lists as dsocr's own (``is_own_output``).
+
+While a run converts an input into a folder it holds the input's claim, ``.<output name>.dsocr.lock`` beside the
+output (``OutputPlan.claim``; the protocol is ``writers.atomic.Claims``), so that runs sharing the folder never
+convert one input at the same time. An output another run finished after this run began (its manifest changed
+since ``manifest_state`` was taken, and now lists files made from the same input with the same settings) is that
+run's work, complete or not, and is not redone by this one (``made_meanwhile``), even with ``--force``.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dsocr_cli.errors import UsageError
 from dsocr_cli.inputs.discover import STDIN, InputSource
 
 MANIFEST_SUFFIX = ".dsocr.json"
+CLAIM_SUFFIX = ".dsocr.lock"
 MANIFEST_VERSION = 1
 IMAGES_SUFFIX = "_images"
 LAYOUT_SUFFIX = "_layouts.pdf"
@@ -98,6 +105,11 @@ class OutputPlan:
     def manifest(self) -> Path:
         return manifest_path(self.main)
 
+    @property
+    def claim(self) -> Path:
+        """Held by the run converting this output (``writers.atomic.Claims``)."""
+        return self.main.with_name(f".{self.main.name}{CLAIM_SUFFIX}")
+
 
 def manifest_path(main: Path) -> Path:
     return main.with_name(f".{main.name}{MANIFEST_SUFFIX}")
@@ -126,7 +138,7 @@ def plan_outputs(sources: Sequence[InputSource], target: OutputTarget, suffix: s
         by_short[_derived_key(name.parent / name.stem)].append(index)
     chosen: list[PurePath] = []
     taken: set[PurePath] = set()
-    for index, name in enumerate(names):
+    for name in names:
         clash = len(by_short[_derived_key(name.parent / name.stem)]) > 1
         base = name.parent / (name.name if clash else name.stem)
         candidate, n = base, 1
@@ -257,6 +269,44 @@ def skip_reason(plan: OutputPlan, source: InputSource, settings: dict[str, Any])
     if missing:
         return False, f"{missing[0]} is missing"
     return True, "complete for the same input and settings"
+
+
+ManifestState = tuple[int, int, int] | None
+"""A manifest file as it was at one moment (inode, size, mtime), or None when there was none."""
+
+
+def manifest_state(plan: OutputPlan) -> ManifestState:
+    """How ``plan``'s manifest is now; a later, different state means some run wrote it in between."""
+    try:
+        status = plan.manifest.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def made_meanwhile(plan: OutputPlan, source: InputSource, settings: dict[str, Any], before: ManifestState) -> str | None:
+    """Why this run need not convert ``source``: another run finished its output since ``before``
+    (``manifest_state`` when this run began) from the same input with the same settings; None otherwise.
+
+    "Finished" includes pages that looped or were truncated: that run's outcome is this round's, and a later
+    run redoes it as usual. An "incomplete" note without files (a run that is converting it or failed) is not.
+    """
+    if manifest_state(plan) == before or not plan.main.is_file():
+        return None
+    manifest = Manifest.read(plan.manifest)
+    if manifest is None or not manifest.files:
+        return None
+    try:
+        identity = input_identity(source)
+    except OSError:
+        return None
+    if any(manifest.input.get(key) != identity.get(key) for key in ("path", "size", "mtime_ns")):
+        return None
+    if any(settings.get(key) != manifest.settings.get(key) for key in settings.keys() | manifest.settings.keys()):
+        return None
+    if manifest.complete:
+        return "converted by another run meanwhile"
+    return "converted by another run meanwhile, with looped or truncated pages (its manifest has them)"
 
 
 def is_own_output(path: Path) -> bool:

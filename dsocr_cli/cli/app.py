@@ -16,8 +16,11 @@ from rich.console import Console
 from dsocr_cli import __version__, defaults
 from dsocr_cli.cli import doctor as doctor_cli
 from dsocr_cli.cli import models as models_cli
+from dsocr_cli.cli import serve as serve_cli
 from dsocr_cli.cli.options import (
     DEFAULT_MODE,
+    ApiKeyOpt,
+    ConcurrencyOpt,
     DeviceOpt,
     DtypeOpt,
     FormatName,
@@ -30,6 +33,9 @@ from dsocr_cli.cli.options import (
     QuantName,
     QuantOpt,
     QuietOpt,
+    ServerKind,
+    ServerKindOpt,
+    ServerOpt,
     TableStyle,
     VerboseOpt,
 )
@@ -154,6 +160,21 @@ def convert(
         bool,
         typer.Option("--provenance/--no-provenance", help="Record dsocr version, model, device... in each output."),
     ] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            envvar="DSOCR_SHARD",
+            metavar="K/N",
+            show_default=False,
+            help="Convert only part K of N of the inputs (a stable split by name): N machines given the same "
+            "inputs, with K = 1..N, convert each input once in all.",
+        ),
+    ] = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    server_kind: ServerKindOpt = ServerKind.auto,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     quant: QuantOpt = QuantName.auto,
@@ -170,8 +191,10 @@ def convert(
     # Imported here, not at the top, so that --help and shell completion start fast.
     from dsocr_cli.convert import ConvertJob, run
     from dsocr_cli.engine.backend import ConvertOptions, parse_batch_size
+    from dsocr_cli.engine.remote import parse_servers
     from dsocr_cli.inputs import close_sources, discover, parse_size
     from dsocr_cli.inputs.pages import parse_page_ranges
+    from dsocr_cli.inputs.shard import check_shardable, parse_shard
     from dsocr_cli.models.registry import resolve_prompt
     from dsocr_cli.outputs import is_own_output, parse_output
     from dsocr_cli.progress import Reporter
@@ -191,6 +214,9 @@ def convert(
     batch = parse_batch_size(batch_size)
     suffix = FORMATS[output_format.value].suffix
     input_limit = parse_size(max_input_size)
+    servers = parse_servers(server or [])
+    part = parse_shard(shard) if shard is not None else None
+    check_shardable(inputs, part)
     sources = discover(inputs, glob, max_input_bytes=input_limit, read_timeout=stdin_timeout(), exclude=is_own_output)
     try:
         target = parse_output(output, suffix, len(sources), output_format.value)
@@ -221,9 +247,14 @@ def convert(
             stream=stream,
             model=model,
             provenance=provenance,
+            shard=part,
         )
 
         def backend_factory():
+            if servers:  # no local model: pages go to the servers (engine.remote)
+                from dsocr_cli.engine.remote import RemoteBackend
+
+                return RemoteBackend(servers, api_key, concurrency, server_kind.value, reporter, model=model)
             from dsocr_cli.engine.factory import local_backend
 
             return local_backend(
@@ -261,6 +292,7 @@ def stdin_timeout() -> float | None:
 app.command(epilog=models_cli.DOWNLOAD_EXAMPLES)(models_cli.download)
 app.add_typer(models_cli.models_app, name="models")
 app.command(epilog=doctor_cli.DOCTOR_EXAMPLES)(doctor_cli.doctor)
+app.command(epilog=serve_cli.SERVE_EXAMPLES)(serve_cli.serve)
 
 
 @config_app.command("path")

@@ -56,9 +56,15 @@ FILES = (
     ),
     (
         f"DIR/{LOCK_NAME}",
-        "Lock held while a run writes into output directory DIR, so two runs (e.g. from cron) cannot interleave "
-        "their files. Outputs are written under temporary names (.NAME.PID.RANDOM.tmp) and renamed when "
-        "complete; temporary files left by a killed run are removed by the next run.",
+        "Shared lock held by every run writing into output directory DIR (it keeps out only an older dsocr that "
+        "locks DIR for itself). Outputs are written under temporary names (.NAME.PID@HOST.RANDOM.tmp) and renamed "
+        "when complete; temporary files left by a killed run are removed by the next run on that host.",
+    ),
+    (
+        "DIR/.NAME.dsocr.lock",
+        "The claim of the run converting output NAME (host, pid, time): several runs, on one machine or many, can "
+        "share an output folder; each input is converted by one of them. A claim whose process is gone, or not "
+        "refreshed for 5 minutes, is taken over.",
     ),
     (
         "DIR/.NAME.dsocr.json",

@@ -102,3 +102,54 @@ RevisionOpt = Annotated[
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout instead of a table.")]
+
+
+class ServerKind(str, Enum):
+    """``--server-kind``: ``auto`` reads ``owned_by`` from the server's ``/v1/models``
+    (``dsocr_cli.engine.remote.SERVER_KINDS`` lists the others)."""
+
+    auto = "auto"
+    vllm = "vllm"
+    sglang = "sglang"
+    dsocr = "dsocr"
+
+
+ServerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--server",
+        envvar="DSOCR_SERVER",
+        metavar="URL",
+        show_default=False,
+        help="Convert on this OpenAI-compatible server (vLLM, SGLang or dsocr serve; repeat, or separate with "
+        "commas, for several) instead of a local model; --device, --dtype, --quant, --batch-size and --offline "
+        "then do not apply.",
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="DSOCR_API_KEY",
+        metavar="KEY",
+        show_default=False,
+        help="Key for --server, sent as Authorization: Bearer (never printed).",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        metavar="N",
+        min=1,
+        show_default=False,
+        help="Pages in flight per --server. Default: what the server reports, else 16.",
+    ),
+]
+ServerKindOpt = Annotated[
+    ServerKind,
+    typer.Option(
+        "--server-kind",
+        help="What --server runs: auto (ask it), vllm, sglang (both fix the resolution to gundam) or dsocr.",
+    ),
+]

@@ -1,7 +1,8 @@
 """How an output records what made it: a Markdown comment, HTML meta tags, a JSON object.
 
 The facts come from the run (``convert.provenance``): dsocr version, model (repo or local path) and
-revision, device, dtype, quantization, mode, dpi. ``--no-provenance`` leaves them out.
+revision (or, for ``convert --server``, the served model and the server kind), device, dtype, quantization,
+mode, dpi. ``--no-provenance`` leaves them out.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import html
 
 from dsocr_cli.writers.base import Provenance
 
-ORDER = ("dsocr", "model", "revision", "mode", "dpi", "device", "dtype", "quant")
+ORDER = ("dsocr", "model", "revision", "server", "mode", "dpi", "device", "dtype", "quant")
+"""``server``: the kind of server a remote run used (``convert --server``: vllm, sglang, dsocr)."""
 
 
 def items(provenance: Provenance) -> list[tuple[str, str]]:
