@@ -7,7 +7,7 @@ are resolved by Click; the file is handed to Click as its ``default_map``, which
 Rules:
 
 - The keys are the long option names (without ``--``) of the commands that take settings: ``convert``,
-  ``download`` and ``doctor`` (``CONFIGURED_COMMANDS``), read from the commands themselves, so a new
+  ``download``, ``doctor`` and ``serve`` (``CONFIGURED_COMMANDS``), read from the commands themselves, so a new
   option is a valid key at once. ``max_tokens`` is accepted for ``max-tokens``. A key applies to every
   one of those commands that has a parameter of that name.
 - Any other key is a usage error naming the key and the file, with the valid keys.
@@ -36,7 +36,7 @@ from dsocr_cli.errors import UsageError
 
 APP_NAME = "dsocr"
 CONFIG_ENV = "DSOCR_CONFIG"
-CONFIGURED_COMMANDS = ("convert", "download", "doctor")
+CONFIGURED_COMMANDS = ("convert", "download", "doctor", "serve")
 """The commands whose options the config file sets."""
 
 

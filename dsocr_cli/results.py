@@ -44,3 +44,6 @@ class PageResult:
     """True when the page hit the token limit with a repeating tail (``generation.guard.tail_repeats``), after
     any retry: a model loop. ``finished`` False with ``looped`` False is a page merely cut off at the limit."""
     token_ids: list[int] = field(default_factory=list, repr=False)
+    prompt_tokens: int = 0
+    """The prompt's length in tokens: BOS, instruction text and image positions (0 when the backend does not
+    know it, e.g. a remote server that did not say); ``dsocr serve`` reports it as ``usage.prompt_tokens``."""

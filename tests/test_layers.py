@@ -1,9 +1,10 @@
 """Import direction and the family registry.
 
 Layers, lowest first: ``dsocr_cli.generation`` (guard, cache, streamer) < model families
-(``dsocr_cli.models.<family>``) < ``dsocr_cli.engine``. The engine reaches a family only through
-``dsocr_cli.models.family`` / ``dsocr_cli.models.registry``. Imports are read from the source with
-``ast`` (every static import, including those inside functions), never by importing the modules.
+(``dsocr_cli.models.<family>``) < ``dsocr_cli.engine`` < ``dsocr_cli.server`` (``dsocr serve``). The engine
+and the server reach a family only through ``dsocr_cli.models.family`` / ``dsocr_cli.models.registry``.
+Imports are read from the source with ``ast`` (every static import, including those inside functions), never
+by importing the modules.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def test_there_is_a_family_package_to_check() -> None:
 
 def test_the_engine_imports_no_concrete_family() -> None:
     assert not violations(PACKAGE / "engine", FAMILY_PACKAGES)
+
+
+def test_the_server_imports_no_concrete_family_and_not_the_cli() -> None:
+    """``dsocr_cli.server`` sits on the engine: it reaches a family through the runner protocol only, and the
+    CLI (``cli/serve.py``) sits on it, never the other way round."""
+    assert not violations(PACKAGE / "server", [*FAMILY_PACKAGES, "dsocr_cli.cli"])
+
+
+def test_nothing_below_the_server_imports_it() -> None:
+    for folder in ("engine", "models", "generation", "inputs"):
+        assert not violations(PACKAGE / folder, ["dsocr_cli.server"]), folder
 
 
 def test_families_do_not_import_the_engine() -> None:

@@ -97,3 +97,12 @@ def test_a_closed_scheduler_refuses_new_requests_and_drains_running_ones(tiny_ru
     assert running.done() and running.result().result is not None
     with pytest.raises(RuntimeError, match="closed"):
         scheduler.submit(request(page(2, 600, 500), ConvertOptions(mode="tiny")))
+
+
+def test_a_cancelled_request_is_dropped_and_the_scheduler_keeps_serving(tiny_runner) -> None:
+    options = ConvertOptions(mode="tiny", max_new_tokens=6, ngram_size=0)
+    with Scheduler(BatchedEngine(tiny_runner), rows=2) as scheduler:
+        cancelled = scheduler.submit(request(page(1, 600, 500), options))
+        assert cancelled.cancel()
+        after = scheduler.submit(request(page(2, 640, 480), options)).result(timeout=60)
+    assert after.error is None and len(after.result.token_ids) == 6

@@ -21,6 +21,8 @@ from tests.cli_support import DSOCR, FAST, isolated_env, make_image
 MODEL_STACK = ("torch", "transformers", "bitsandbytes")
 HUB_CLIENT = ("httpx2", "httpx", "dsocr_cli.hub")
 """What importing dsocr's hub module costs (0.3 s): its HTTP client."""
+SERVER_STACK = ("fastapi", "starlette", "uvicorn", "dsocr_cli.server")
+"""What ``dsocr serve`` imports when it runs, never before."""
 SITECUSTOMIZE = """\
 import atexit, os, sys
 _log = os.environ.get("DSOCR_TEST_IMPORT_LOG")
@@ -84,7 +86,14 @@ def dsocr_process(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     return ImportLog(hook, tmp_path)
 
 
-QUICK: Sequence[tuple[str, ...]] = (("--help",), ("-h",), ("--version",), ("convert", "--help"), ("config", "path"))
+QUICK: Sequence[tuple[str, ...]] = (
+    ("--help",),
+    ("-h",),
+    ("--version",),
+    ("convert", "--help"),
+    ("serve", "--help"),
+    ("config", "path"),
+)
 
 
 @pytest.mark.parametrize("args", QUICK, ids=" ".join)
@@ -94,7 +103,7 @@ def test_help_version_and_config_path_answer_at_once_without_the_model_stack(
     # Measured on the 2-core CI machine with other tests running: 0.2-0.45 s each (it was 1.1-1.7 s, with
     # transformers and the hub client imported before parsing). The bound leaves room for a loaded machine.
     seconds, run = dsocr_process.median(*args)
-    assert run.imported(*MODEL_STACK, *HUB_CLIENT, "pydantic") == []
+    assert run.imported(*MODEL_STACK, *HUB_CLIENT, *SERVER_STACK, "pydantic") == []
     assert seconds < 1.0, f"dsocr {' '.join(args)}: median {seconds:.2f} s"
     assert run.stderr == ""
 

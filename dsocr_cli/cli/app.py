@@ -16,6 +16,7 @@ from rich.console import Console
 from dsocr_cli import __version__, defaults
 from dsocr_cli.cli import doctor as doctor_cli
 from dsocr_cli.cli import models as models_cli
+from dsocr_cli.cli import serve as serve_cli
 from dsocr_cli.cli.options import (
     DEFAULT_MODE,
     ApiKeyOpt,
@@ -291,6 +292,7 @@ def stdin_timeout() -> float | None:
 app.command(epilog=models_cli.DOWNLOAD_EXAMPLES)(models_cli.download)
 app.add_typer(models_cli.models_app, name="models")
 app.command(epilog=doctor_cli.DOCTOR_EXAMPLES)(doctor_cli.doctor)
+app.command(epilog=serve_cli.SERVE_EXAMPLES)(serve_cli.serve)
 
 
 @config_app.command("path")

@@ -131,6 +131,7 @@ def page_result(
         retried=retried,
         looped=generation.looped,
         token_ids=generation.token_ids,
+        prompt_tokens=len(request.input_ids),
     )
 
 

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -210,14 +210,14 @@ class Scheduler:
                 self.stats.tokens += outcome.result.generated_tokens
         else:
             self.stats.failed += 1
-        future.set_result(outcome)
+        settle(future, outcome)
 
     def _fail(self, pages: Iterable[LivePage], error: BaseException) -> None:
         for index in sorted({page.index for page in pages}):
             future = self.futures.pop(index, None)
             if future is not None:
                 self.stats.failed += 1
-                future.set_exception(error)
+                settle(future, error=error)
 
     def _serve(self, source: Iterator[PageRequest]) -> None:
         engine, rows = self.engine, self.stats.rows
@@ -227,8 +227,7 @@ class Scheduler:
                 self._loop(feed, rows)
         except BaseException as exc:  # the request stream itself broke: every waiting request hears it
             for future in list(self.futures.values()):
-                if not future.done():
-                    future.set_exception(exc)
+                settle(future, error=exc)
             self.futures.clear()
 
     def _loop(self, feed: Prefetcher[PreparedPage], rows: int) -> None:
@@ -237,6 +236,7 @@ class Scheduler:
         live: list[LivePage] = []
         retries: deque[LivePage] = deque()
         while not self.stop.is_set():
+            self.stats.live = len(live)  # before feed.take may wait: an idle scheduler reports no live rows
             free = rows - len(live)
             starting = [retries.popleft() for _ in range(min(free, len(retries)))]
             room = free - len(starting)
@@ -290,6 +290,18 @@ class Scheduler:
                     live.pop()
                     engine.finish(page, retries, self._deliver)
         self.stats.live = 0
+
+
+def settle(future: Future[PageOutcome], outcome: PageOutcome | None = None, error: BaseException | None = None) -> None:
+    """Complete ``future`` unless its caller cancelled it (a cancelled request's result is dropped, and the model
+    thread goes on)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass
 
 
 def wait_all(futures: Iterable[Future[PageOutcome]], timeout: float | None = None) -> list[PageOutcome]:

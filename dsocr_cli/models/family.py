@@ -103,6 +103,11 @@ class FamilyRunner(Protocol):
     """
 
     @property
+    def family(self) -> ModelFamily:
+        """The family this runner runs (its modes, prompts, guard defaults and hub repo)."""
+        ...
+
+    @property
     def device(self) -> torch.device: ...
 
     @property
