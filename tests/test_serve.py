@@ -344,6 +344,43 @@ def test_convert_on_a_dsocr_server_writes_what_a_local_conversion_writes(
     assert local.stdout.strip()
 
 
+FORMATS = ("markdown", "html", "text", "json", "raw")
+
+
+def untimed(document: bytes) -> bytes:
+    """A JSON output with each page's ``seconds`` (wall time: never the same twice) blanked, byte layout kept."""
+    return re.sub(rb'"seconds": [0-9.]+', b'"seconds": _', document)
+
+
+def test_every_format_from_a_dsocr_server_is_byte_identical_to_local_for_images_and_pdfs(
+    family: Family, family_runner, family_checkpoint: Path, dsocr, tmp_path: Path
+) -> None:
+    """Both families, an image and a 2-page PDF, every format: the files `convert --server` writes against a
+    `dsocr serve` of the same checkpoint are byte for byte the local conversion's (provenance off: it names the
+    device or the server)."""
+    from tests.cli_support import make_pdf
+
+    png(seed=51, size=(400, 520)).save(tmp_path / "scan.png")
+    make_pdf(tmp_path / "report.pdf", pages=2)
+    common = ("scan.png", "report.pdf", "--max-tokens", "4", "--no-provenance", *family.fast)
+    with serving(family_runner) as served, over_http(served) as url:
+        for output_format in FORMATS:
+            local = dsocr("convert", *common, "-f", output_format, "-o", f"local-{output_format}", "--model", family_checkpoint)
+            remote = dsocr("convert", *common, "-f", output_format, "-o", f"remote-{output_format}", "--server", url)
+            assert local.code == remote.code == 2, local.stderr + remote.stderr  # pages end at the token limit
+            files = sorted(p.name for p in (tmp_path / f"local-{output_format}").iterdir() if not p.name.startswith("."))
+            assert files and files == sorted(
+                p.name for p in (tmp_path / f"remote-{output_format}").iterdir() if not p.name.startswith(".")
+            )
+            for name in files:
+                local_bytes = (tmp_path / f"local-{output_format}" / name).read_bytes()
+                remote_bytes = (tmp_path / f"remote-{output_format}" / name).read_bytes()
+                if output_format == "json":  # each page's "seconds" is a timing: it differs between any two runs
+                    local_bytes, remote_bytes = (untimed(b) for b in (local_bytes, remote_bytes))
+                assert remote_bytes == local_bytes, (output_format, name)
+        assert served.metrics()["dsocr_pages_total"] == 3 * len(FORMATS)
+
+
 # ---------------------------------------------------------------- security and bad requests
 
 
