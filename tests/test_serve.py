@@ -574,3 +574,49 @@ def test_dsocr_serve_answers_and_finishes_its_request_on_sigterm(tiny_checkpoint
         rest.append(lines.get())
     assert rest == [], rest  # quiet: the ready line only, and the key never appears
     assert KEY not in ready
+
+
+def start_serve(checkpoint: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """``dsocr serve`` as a process on a free port; (the process, its URL) once it says it is ready."""
+    process = subprocess.Popen(
+        [str(DSOCR), "serve", "--model", str(checkpoint), "--port", "0", "--batch-size", "2"],
+        cwd=tmp_path, env=isolated_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    ready = process.stderr.readline()
+    found = re.fullmatch(r"serving .* on (http://127\.0\.0\.1:\d+)\n", ready)
+    assert found, ready
+    return process, found[1]
+
+
+def test_two_servers_one_killed_mid_run_every_page_is_converted(eos_checkpoint: Path, tmp_path: Path) -> None:
+    """Two real `dsocr serve` processes; one is SIGKILLed once it has answered a page: the run converts every
+    page on the other, exits 0 and says the failover on stderr."""
+    from tests.cli_support import make_pdf
+
+    make_pdf(tmp_path / "report.pdf", pages=12)
+    (first, first_url), (second, second_url) = start_serve(eos_checkpoint, tmp_path), start_serve(eos_checkpoint, tmp_path)
+    try:
+        convert = subprocess.Popen(
+            [str(DSOCR), "convert", "report.pdf", "-o", "out", "--mode", "tiny", "--no-provenance",
+             "--server", first_url, "--server", second_url, "--concurrency", "1"],
+            cwd=tmp_path, env=isolated_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 120
+        with httpx.Client(timeout=10) as client:
+            while metrics(client.get(f"{first_url}/metrics").text)["dsocr_pages_total"] < 1:
+                assert time.monotonic() < deadline and convert.poll() is None, "the first server never answered"
+                time.sleep(0.02)
+        first.kill()
+        _, stderr = convert.communicate(timeout=300)
+        with httpx.Client(timeout=10) as client:
+            on_second = metrics(client.get(f"{second_url}/metrics").text)["dsocr_pages_total"]
+    finally:
+        for process in (first, second):
+            process.kill()
+            process.wait(timeout=30)
+    assert convert.returncode == 0, stderr
+    assert first_url in stderr  # the failover is said, naming the server that went away
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert all(f"<!-- page {n} -->" in text for n in range(1, 13))
+    assert 1 <= on_second <= 12
