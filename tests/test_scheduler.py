@@ -106,3 +106,20 @@ def test_a_cancelled_request_is_dropped_and_the_scheduler_keeps_serving(tiny_run
         assert cancelled.cancel()
         after = scheduler.submit(request(page(2, 640, 480), options)).result(timeout=60)
     assert after.error is None and len(after.result.token_ids) == 6
+
+
+def test_cancelling_a_decoding_request_frees_its_row_at_the_next_step(tiny_runner) -> None:
+    with Scheduler(BatchedEngine(tiny_runner), rows=2) as scheduler:
+        long = scheduler.submit(request(page(1, 600, 500), ConvertOptions(mode="tiny", max_new_tokens=400, ngram_size=0)))
+        while scheduler.stats.steps < 3:  # decoding
+            time.sleep(0.01)
+        assert long.cancel()
+        deadline = time.monotonic() + 30
+        while scheduler.stats.cancelled == 0:
+            assert time.monotonic() < deadline, "the cancelled page kept its row"
+            time.sleep(0.01)
+        steps = scheduler.stats.steps
+        assert steps < 400 and scheduler.stats.live == 0
+        after = scheduler.submit(request(page(2, 640, 480), ConvertOptions(mode="tiny", max_new_tokens=5, ngram_size=0)))
+        assert len(after.result(timeout=60).result.token_ids) == 5
+        assert (scheduler.stats.pages, scheduler.stats.cancelled) == (1, 1)

@@ -620,3 +620,25 @@ def test_two_servers_one_killed_mid_run_every_page_is_converted(eos_checkpoint: 
     text = (tmp_path / "out" / "report.md").read_text()
     assert all(f"<!-- page {n} -->" in text for n in range(1, 13))
     assert 1 <= on_second <= 12
+
+
+def test_a_client_that_goes_away_frees_its_row(v1: Served) -> None:
+    """A streamed answer whose client closes the connection after the first chunk, and a plain one whose client
+    times out: both requests are cancelled in the scheduler (their rows freed), and the server goes on."""
+    before = v1.metrics()
+    body = chat(data_url(png(seed=60)), max_tokens=2000, dsocr={"mode": "tiny"})
+    with over_http(v1) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+            assert response.status_code == 200
+            next(response.iter_lines())  # the first chunk arrived: the page is decoding
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/chat/completions", json=body, timeout=1.5)
+        deadline = time.monotonic() + 30
+        while v1.metrics()["dsocr_cancelled_total"] - before["dsocr_cancelled_total"] < 2:
+            assert time.monotonic() < deadline, "a request whose client left kept running"
+            time.sleep(0.05)
+        after = v1.metrics()
+        assert after["dsocr_live_rows"] == 0
+        assert after["dsocr_generated_tokens_total"] - before["dsocr_generated_tokens_total"] == 0  # never finished
+        good = client.post("/v1/chat/completions", json=chat(data_url(png()), max_tokens=3, dsocr={"mode": "tiny"}))
+        assert good.status_code == 200 and good.json()["usage"]["completion_tokens"] == 3

@@ -12,7 +12,8 @@ fed by a loader thread and a preprocessing pool (``prefetch.Prefetcher``). Two w
   that page is done, never in global order, so a short request sent after a long one finishes first. A
   request that arrives while others decode joins the next step.
 
-Failures: a page that cannot be rendered or prepared is that page's ``PageOutcome.error``. A failure of the
+Failures: a page that cannot be rendered or prepared is that page's ``PageOutcome.error``. A caller may cancel a request's
+future (a client that went away): a waiting page is dropped, a decoding one frees its row at the next step. A failure of the
 model (NaN/inf logits, running out of memory at one row, a bug) fails the futures of the pages it was
 running with that exception and the scheduler goes on with the next requests (a fresh cache); the ordered
 stream re-raises it, which stops a conversion as before. Out of memory with more than one row halves the
@@ -41,6 +42,7 @@ from dsocr_cli.engine.prefetch import Prefetcher
 
 if TYPE_CHECKING:
     from dsocr_cli.engine.batched import BatchedEngine, LivePage
+    from dsocr_cli.generation.kvcache import RowCache
     from dsocr_cli.models.family import PreparedPage
 
 DELIVERY_WINDOW = 4
@@ -57,6 +59,8 @@ class SchedulerStats:
     """Pages finished with a result."""
     failed: int = 0
     """Requests that ended with an error (a page's or the model's)."""
+    cancelled: int = 0
+    """Requests their caller cancelled while they waited or decoded (their rows were freed)."""
     tokens: int = 0
     """Tokens generated (the first token of each page, from its prefill, included)."""
     steps: int = 0
@@ -158,7 +162,8 @@ class Scheduler:
 
     def queued(self) -> int:
         """Requests waiting for a row (submitted or pulled, not yet decoding or done)."""
-        return max(0, self.stats.requests - self.stats.pages - self.stats.failed - self.stats.live)
+        done = self.stats.pages + self.stats.failed + self.stats.cancelled
+        return max(0, self.stats.requests - done - self.stats.live)
 
     def _next(self, order: queue.Queue[Future[PageOutcome] | None]) -> Future[PageOutcome] | None:
         while True:
@@ -203,8 +208,12 @@ class Scheduler:
         return thread
 
     def _deliver(self, index: int, outcome: PageOutcome) -> None:
-        future = self.futures.pop(index)
-        if outcome.error is None:
+        future = self.futures.pop(index, None)
+        if future is None:
+            return
+        if future.cancelled():
+            self.stats.cancelled += 1
+        elif outcome.error is None:
             self.stats.pages += 1
             if outcome.result is not None:
                 self.stats.tokens += outcome.result.generated_tokens
@@ -218,6 +227,22 @@ class Scheduler:
             if future is not None:
                 self.stats.failed += 1
                 settle(future, error=error)
+
+    def _drop_cancelled(self, live: list[LivePage], cache: RowCache, retries: deque[LivePage]) -> None:
+        """Free the rows of pages whose caller cancelled them (``dsocr serve``: the client went away), and
+        forget their queued retries: nobody waits for them."""
+        for row in reversed(range(len(live))):
+            future = self.futures.get(live[row].index)
+            if future is not None and future.cancelled():
+                self.futures.pop(live[row].index, None)
+                self.stats.cancelled += 1
+                cache.remove(row)
+                live[row] = live[-1]
+                live.pop()
+        for page in [page for page in retries if (f := self.futures.get(page.index)) is not None and f.cancelled()]:
+            retries.remove(page)
+            self.futures.pop(page.index, None)
+            self.stats.cancelled += 1
 
     def _serve(self, source: Iterator[PageRequest]) -> None:
         engine, rows = self.engine, self.stats.rows
@@ -236,6 +261,7 @@ class Scheduler:
         live: list[LivePage] = []
         retries: deque[LivePage] = deque()
         while not self.stop.is_set():
+            self._drop_cancelled(live, cache, retries)
             self.stats.live = len(live)  # before feed.take may wait: an idle scheduler reports no live rows
             free = rows - len(live)
             starting = [retries.popleft() for _ in range(min(free, len(retries)))]
@@ -245,7 +271,11 @@ class Scheduler:
             if room > 0:
                 for item in feed.take(room, wait=not live and not starting):
                     self.pulled += 1
-                    if item.error is not None:
+                    waiting = self.futures.get(item.index)
+                    if waiting is not None and waiting.cancelled():  # its caller left before it had a row
+                        self.futures.pop(item.index, None)
+                        self.stats.cancelled += 1
+                    elif item.error is not None:
                         self._deliver(item.index, PageOutcome(item.request, error=item.error))
                     else:
                         starting.append(engine.admit(item))

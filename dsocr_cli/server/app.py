@@ -20,8 +20,9 @@ Rules:
 - Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}``: 4xx for a bad request, 500 with
   the message for a model failure (that request only: the scheduler goes on with the others), 503 while the
   server shuts down.
-- A request is never cancelled in the scheduler (a client that goes away leaves its page to finish; its
-  answer is dropped): the scheduler's futures are only read, never cancelled.
+- A client that goes away cancels its request in the scheduler (``Scheduler`` frees its row at the next step):
+  a streamed answer when its response is closed, a plain one when the connection is seen closed while it
+  waits (checked every ``DISCONNECT_POLL_SECONDS``).
 - Streaming: the runner's streamer hands text to ``PageRequest.on_text`` on the model thread; it is passed to
   the event loop with ``call_soon_threadsafe`` (the callback never raises into the model loop) and sent as
   SSE chunks. A model failure after the stream started is a last ``data: {"error": ...}`` event, then
@@ -208,6 +209,7 @@ class Service:
             ("dsocr_requests_total", "counter", "Requests that reached the model.", stats.requests),
             ("dsocr_pages_total", "counter", "Pages finished with a result.", stats.pages),
             ("dsocr_failed_total", "counter", "Requests that reached the model and failed.", stats.failed),
+            ("dsocr_cancelled_total", "counter", "Requests whose client went away before the answer.", stats.cancelled),
             (
                 "dsocr_rejected_total",
                 "counter",
@@ -288,6 +290,8 @@ def call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *a
 
 
 _END = object()
+DISCONNECT_POLL_SECONDS = 0.5
+"""How often a plain (not streamed) request checks whether its client is still connected while it waits."""
 
 
 def build_app(runner: FamilyRunner, scheduler: Scheduler, settings: ServerSettings) -> FastAPI:
@@ -342,7 +346,12 @@ def build_app(runner: FamilyRunner, scheduler: Scheduler, settings: ServerSettin
         if chat.stream:
             return stream(chat, ident, created)
         future = service.submit(chat, ident)
-        await settled(future)
+        waiter = settled(future)
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_SECONDS)
+            if not waiter.done() and await request.is_disconnected():
+                future.cancel()  # nobody will read the answer: free the row
+                raise ApiError(499, "the client closed the connection", code="client_closed")
         result = outcome_of(future)
         return JSONResponse(wire.completion(ident, created, settings.model, result, service.content(chat, result.text)))
 
@@ -360,6 +369,13 @@ def build_app(runner: FamilyRunner, scheduler: Scheduler, settings: ServerSettin
             return wire.sse(wire.chunk(ident, created, settings.model, delta, finish, **extra))
 
         async def chunks() -> AsyncIterator[str]:
+            try:
+                async for text in answer():
+                    yield text
+            finally:  # the client went away mid-stream (or the answer is complete: then this does nothing)
+                future.cancel()
+
+        async def answer() -> AsyncIterator[str]:
             yield event({"role": "assistant", "content": ""})
             while (item := await events.get()) is not _END:
                 text = service.content(chat, str(item))
