@@ -7,6 +7,7 @@ one-line ``ModelError`` naming the directory (exit 4). Nothing half-loaded is re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,50 @@ def refuse_prequantized(directory: Path, official: dict[str, Any]) -> None:
             f"{directory}: a pre-quantized checkpoint; load it with --quant auto (dsocr re-packs it into its "
             "quantized cache, dsocr_cli.quant.prepare_quantized)"
         )
+
+
+ConfigBuilder = Callable[[Path, dict[str, Any], TokenIds], Any]
+"""A family's ``(directory, parsed config.json, token ids) -> transformers config``."""
+
+
+def load_directory(
+    directory: str | Path,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    model_class: Any,
+    make_config: ConfigBuilder,
+    check: Callable[[Path, dict[str, Any]], None],
+) -> Loaded:
+    """The one loading rule of every family: the directory exists, is not pre-quantized, has its tokenizer;
+    the config is built by dsocr (``make_config``); ``check`` compares the safetensors headers with it (a
+    ``KeyError``/``TypeError``/``IndexError`` there means the config lacks sizes); then ``load_checked``. Every
+    failure is a one-line ``ModelError``."""
+    from dsocr_cli.models.files import read_json
+    from dsocr_cli.models.tokenizer import load_tokenizer
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: model directory not found")
+    official = read_json(directory / "config.json")
+    refuse_prequantized(directory, official)
+    tokenizer, token_ids = load_tokenizer(directory)
+    config = make_config(directory, official, token_ids)
+    try:
+        check(directory, official)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
+    model = load_checked(model_class, directory, config, dtype, torch.device(device), oom_advice=" (try --quant nf4)")
+    return ready(model, tokenizer, token_ids, directory)
+
+
+def empty_model(directory: Path, model_class: Any, make_config: ConfigBuilder) -> tuple[Any, Any, TokenIds]:
+    """The network ``directory``'s config.json describes, on the meta device (no memory), with its tokenizer and
+    token ids: what ``dsocr_cli.models.quantize.load_quantized`` fills from dsocr's quantized cache."""
+    from dsocr_cli.models.files import read_json
+    from dsocr_cli.models.tokenizer import load_tokenizer
+
+    tokenizer, token_ids = load_tokenizer(directory)
+    config = make_config(directory, read_json(directory / "config.json"), token_ids)
+    with torch.device("meta"):
+        model = model_class(config)
+    return model, tokenizer, token_ids

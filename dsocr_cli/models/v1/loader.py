@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from transformers import UnlimitedOcrForConditionalGeneration
 
-from dsocr_cli.errors import ModelError
-from dsocr_cli.models.files import check_tensor_headers, read_json
-from dsocr_cli.models.loading import Loaded, load_checked, ready, refuse_prequantized
-from dsocr_cli.models.tokenizer import load_tokenizer
+from dsocr_cli.models.files import check_tensor_headers
+from dsocr_cli.models.loading import Loaded, empty_model, load_directory
+from dsocr_cli.models.tokenizer import TokenIds
 from dsocr_cli.models.v1.config import build_config
 from dsocr_cli.models.v1.layout import spec_from_config, tensor_shapes
 
@@ -32,35 +31,20 @@ def check_tensors(directory: Path, official: dict[str, Any]) -> None:
     check_tensor_headers(directory, expected, "DeepSeek-OCR v1", OPTIONAL_TENSORS)
 
 
+def model_config(directory: Path, official: dict[str, Any], token_ids: TokenIds) -> Any:
+    """dsocr's config for an official v1 config.json (``config.build_config``)."""
+    return build_config(official, token_ids, str(directory / "config.json"))
+
+
 def load_v1(
     directory: str | Path,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Loaded:
-    """Validate and load a v1 checkpoint directory; every failure is a one-line ``ModelError``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ModelError(f"{directory}: model directory not found")
-    official = read_json(directory / "config.json")
-    refuse_prequantized(directory, official)
-    tokenizer, token_ids = load_tokenizer(directory)
-    config = build_config(official, token_ids, str(directory / "config.json"))
-    try:
-        check_tensors(directory, official)
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
-    device = torch.device(device)
-    model = load_checked(
-        UnlimitedOcrForConditionalGeneration, directory, config, dtype, device, oom_advice=" (try --quant nf4)"
-    )
-    return ready(model, tokenizer, token_ids, directory)
+    """Validate and load a v1 checkpoint directory (``loading.load_directory``); failures are one-line ``ModelError``s."""
+    return load_directory(directory, device, dtype, UnlimitedOcrForConditionalGeneration, model_config, check_tensors)
 
 
-def empty_v1(directory: Path) -> tuple[UnlimitedOcrForConditionalGeneration, Any, Any]:
-    """The network ``directory``'s config.json describes, on the meta device (no memory), with its tokenizer
-    and token ids: what ``dsocr_cli.models.quantize.load_quantized`` fills from dsocr's quantized cache."""
-    tokenizer, token_ids = load_tokenizer(directory)
-    config = build_config(read_json(directory / "config.json"), token_ids, str(directory / "config.json"))
-    with torch.device("meta"):
-        model = UnlimitedOcrForConditionalGeneration(config)
-    return model, tokenizer, token_ids
+def empty_v1(directory: Path) -> tuple[UnlimitedOcrForConditionalGeneration, Any, TokenIds]:
+    """The v1 network on the meta device, with its tokenizer and token ids (``loading.empty_model``)."""
+    return empty_model(directory, UnlimitedOcrForConditionalGeneration, model_config)

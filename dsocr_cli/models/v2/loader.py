@@ -19,10 +19,9 @@ from typing import Any
 import torch
 from transformers import DeepseekOcr2ForConditionalGeneration
 
-from dsocr_cli.errors import ModelError
-from dsocr_cli.models.files import check_tensor_headers, read_json
-from dsocr_cli.models.loading import Loaded, load_checked, ready, refuse_prequantized
-from dsocr_cli.models.tokenizer import TokenIds, load_tokenizer
+from dsocr_cli.models.files import check_tensor_headers
+from dsocr_cli.models.loading import Loaded, empty_model, load_directory
+from dsocr_cli.models.tokenizer import TokenIds
 from dsocr_cli.models.v2.config import build_config, converted_config, is_converted
 from dsocr_cli.models.v2.layout import spec_from_config, tensor_shapes
 
@@ -47,31 +46,18 @@ def load_v2(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Loaded:
-    """Validate and load a v2 checkpoint directory; every failure is a one-line ``ModelError``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ModelError(f"{directory}: model directory not found")
-    official = read_json(directory / "config.json")
-    refuse_prequantized(directory, official)
-    tokenizer, token_ids = load_tokenizer(directory)
-    config = model_config(directory, official, token_ids)
-    if not is_converted(official):  # transformers' own layout is checked by the loading info instead
-        try:
-            check_tensors(directory, official)
-        except (KeyError, TypeError, IndexError) as exc:
-            raise ModelError(f"{directory / 'config.json'}: incomplete vision/language sizes ({exc})") from None
-    device = torch.device(device)
-    model = load_checked(
-        DeepseekOcr2ForConditionalGeneration, directory, config, dtype, device, oom_advice=" (try --quant nf4)"
-    )
-    return ready(model, tokenizer, token_ids, directory)
+    """Validate and load a v2 checkpoint directory of either layout (``loading.load_directory``); failures are
+    one-line ``ModelError``s."""
+    return load_directory(directory, device, dtype, DeepseekOcr2ForConditionalGeneration, model_config, check_layout)
+
+
+def check_layout(directory: Path, official: dict[str, Any]) -> None:
+    """The official layout's headers against its config; transformers' converted layout is checked by the
+    loading info instead (its names are the native model's)."""
+    if not is_converted(official):
+        check_tensors(directory, official)
 
 
 def empty_v2(directory: Path) -> tuple[DeepseekOcr2ForConditionalGeneration, Any, TokenIds]:
-    """The network ``directory``'s config.json describes, on the meta device, with its tokenizer and token ids
-    (what ``dsocr_cli.models.quantize.load_quantized`` fills from dsocr's quantized cache)."""
-    tokenizer, token_ids = load_tokenizer(directory)
-    config = model_config(directory, read_json(directory / "config.json"), token_ids)
-    with torch.device("meta"):
-        model = DeepseekOcr2ForConditionalGeneration(config)
-    return model, tokenizer, token_ids
+    """The v2 network on the meta device, with its tokenizer and token ids (``loading.empty_model``)."""
+    return empty_model(directory, DeepseekOcr2ForConditionalGeneration, model_config)
