@@ -1,14 +1,16 @@
 """Throughput of dsocr's batched engine against the one-page-at-a-time baseline, in one run.
 
-    python benchmarks/throughput.py --device cpu|cuda --pages N --tokens T [--full-size]
-        [--batch-size B] [--quant none|nf4|int8] [--dtype auto|float32|bfloat16|float16] --json OUT.json
+    python benchmarks/throughput.py --device cpu|cuda --pages N --tokens T [--family v1|v2] [--mode M]
+        [--full-size] [--batch-size B] [--quant none|nf4|int8] [--dtype auto|float32|bfloat16|float16]
+        [--experts auto|grouped_mm|batched_mm|eager|rows] [--no-stages] --json OUT.json
 
-The model is DeepSeek-OCR v1's architecture with random weights: a scaled-down configuration by
-default (``SCALED``, written as a checkpoint to a temporary directory and loaded through dsocr's own
-loader), or the official sizes with ``--full-size`` (built in memory with transformers' random
-initialisation, nothing written to disk). The pages are synthetic text pages at A4 and US-letter sizes
-(144 dpi), converted in Gundam mode (dsocr's default) with dsocr's default loop guard. EOS is suppressed
-so every page generates exactly T tokens and runs are comparable.
+The model is DeepSeek-OCR v1's (or with ``--family v2`` DeepSeek-OCR-2's) architecture with random
+weights: a scaled-down configuration by default (``SCALED``/``SCALED_V2``, written as a checkpoint to a
+temporary directory and loaded through dsocr's own loader), or the official sizes with ``--full-size``
+(built in memory with transformers' random initialisation, nothing written to disk). The pages are
+synthetic text pages at A4 and US-letter sizes (144 dpi), converted in ``--mode`` (default Gundam,
+dsocr's default) with the family's loop guard for images. EOS is suppressed so every page generates
+exactly T tokens and runs are comparable.
 
 Both sides start from the same prepared inputs (page images in memory) and include preprocessing:
 
@@ -17,7 +19,17 @@ Both sides start from the same prepared inputs (page images in memory) and inclu
 
 Reported per side: pages/s, generated tokens/s, time to first token (from the start of the side's run
 to the first token of its first page), peak memory (RSS sampled every 10 ms; on CUDA also
-``max_memory_allocated``), and whether the engine produced the baseline's tokens.
+``max_memory_allocated``), and whether the engine produced the baseline's tokens (pages identical, and
+the share of token positions that agree).
+
+Roofline (``roofline.py``): the machine's read bandwidth and matmul peak are measured at the start, every
+engine decode step is timed and its bytes and FLOPs counted (the routed experts it actually used), and
+the run reports achieved / bound for the engine's decode steps.
+
+Stages (unless ``--no-stages``): one A4 page of the same kind, in a PDF, taken through every stage one
+after the other at batch 1 — render (PyMuPDF at 144 dpi, as ``dsocr convert``), preprocess, vision
+encoder, prefill, T decode steps, post-processing (Markdown), write (atomic file write) — so the next
+bottleneck is visible.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,27 +53,34 @@ import torch
 import transformers
 from rich.console import Console
 from rich.table import Table
-from transformers import UnlimitedOcrForConditionalGeneration
+from transformers import DeepseekOcr2ForConditionalGeneration, UnlimitedOcrForConditionalGeneration
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging as hf_logging
 
 from dsocr_cli import defaults
 from dsocr_cli.devices import DTYPES, auto_dtype, resolve_device, resolve_dtype
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
-from dsocr_cli.engine.batched import BatchedEngine, auto_batch_size
+from dsocr_cli.engine.batched import VISION_SHARE, BatchedEngine, auto_batch_size, free_memory
+from dsocr_cli.models.family import FamilyRunner
 from dsocr_cli.models.loading import ready
 from dsocr_cli.models.registry import load_runner
 from dsocr_cli.models.tokenizer import load_tokenizer
-from dsocr_cli.models.v1.config import build_config
+from dsocr_cli.models.v1 import config as v1_config
 from dsocr_cli.models.v1.layout import CheckpointSpec
-from dsocr_cli.models.v1.preprocess import MODES
-from dsocr_cli.models.v1.prompts import resolve_prompt
 from dsocr_cli.models.v1.runner import V1Runner
+from dsocr_cli.models.v2 import config as v2_config
+from dsocr_cli.models.v2.layout import V2Spec
+from dsocr_cli.models.v2.runner import V2Runner
 from dsocr_cli.quant import prepare_quantized
 from dsocr_cli.results import Page
-from dsocr_cli.testing.checkpoint import official_config, write_checkpoint
+from dsocr_cli.testing import checkpoint as v1_checkpoint
+from dsocr_cli.testing import checkpoint_v2
 from dsocr_cli.testing.images import make_page_image
 from dsocr_cli.testing.tokenizer import write_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from roofline import StepMeter, matmul_peak, read_bandwidth, summarise  # noqa: E402
+from stages import stage_breakdown  # noqa: E402
 
 SCALED = CheckpointSpec(
     hidden_size=640,
@@ -80,9 +99,22 @@ SCALED = CheckpointSpec(
 at a sixth of its depth; CLIP's 1,024 width is fixed by the projector). On this CPU it keeps roughly the
 official model's split between vision and decoding time (a Gundam page's encoder time is worth about 100
 to 200 decode steps), so the batch-1 baseline is not dominated by either."""
+SCALED_V2 = V2Spec(
+    hidden_size=640,
+    intermediate_size=3424,
+    moe_intermediate_size=448,
+    num_hidden_layers=6,
+    num_attention_heads=10,
+    sam_width=256,
+    sam_layers=4,
+    sam_heads=4,
+    sam_global_attn_indexes=(1, 3),
+    encoder_layers=4,
+)
+"""v2 scaled as ``SCALED``: the same decoder, SAM likewise reduced, the Qwen2 encoder at its official width
+(896, fixed by the projector) with 4 of its 24 layers."""
 PAGE_SIZES = ((1190, 1684), (1224, 1584))
 """A4 and US letter at 144 dpi, alternating."""
-MODE = defaults.MODE
 RSS_SAMPLE_SECONDS = 0.01
 
 
@@ -115,25 +147,50 @@ def machine(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def build_runner(full_size: bool, device: torch.device, dtype: torch.dtype, quant: str, workdir: Path) -> V1Runner:
-    """The benchmark model: ``SCALED`` through dsocr's loader, or the official sizes built in memory.
+FAMILIES: dict[str, dict[str, Any]] = {
+    "v1": {
+        "scaled": SCALED,
+        "official": CheckpointSpec.official(),
+        "write": v1_checkpoint.write_checkpoint,
+        "official_config": v1_checkpoint.official_config,
+        "build_config": v1_config.build_config,
+        "model_class": UnlimitedOcrForConditionalGeneration,
+        "runner": V1Runner,
+    },
+    "v2": {
+        "scaled": SCALED_V2,
+        "official": V2Spec.official(),
+        "write": checkpoint_v2.write_checkpoint_v2,
+        "official_config": checkpoint_v2.official_config,
+        "build_config": v2_config.build_config,
+        "model_class": DeepseekOcr2ForConditionalGeneration,
+        "runner": V2Runner,
+    },
+}
+
+
+def build_runner(
+    family: str, full_size: bool, device: torch.device, dtype: torch.dtype, quant: str, workdir: Path
+) -> FamilyRunner:
+    """The benchmark model: the family's scaled spec through dsocr's loader, or the official sizes built in memory.
 
     Quantized runs go through dsocr's own quantizer, which reads a checkpoint directory: the checkpoint
     is written to ``workdir`` (6.7 GB for the official sizes) and the quantized copy cached there too.
     """
-    spec = CheckpointSpec.official() if full_size else SCALED
+    table = FAMILIES[family]
+    spec = table["official"] if full_size else table["scaled"]
     if quant != "none":
         os.environ["DSOCR_CACHE"] = str(workdir / "cache")
-        directory = write_checkpoint(workdir / "model", spec)
+        directory = table["write"](workdir / "model", spec)
         return load_runner(prepare_quantized(directory, quant, device), device, dtype)
     if not full_size:
-        return load_runner(write_checkpoint(workdir / "model", spec), device, dtype)
+        return load_runner(table["write"](workdir / "model", spec), device, dtype)
     write_tokenizer(workdir / "tokenizer.json")
     tokenizer, token_ids = load_tokenizer(workdir)
-    config = build_config(official_config(spec), token_ids, "official sizes")
+    config = table["build_config"](table["official_config"](spec), token_ids, "official sizes")
     with torch.device(device):
-        model = UnlimitedOcrForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
-    return V1Runner(ready(model, tokenizer, token_ids, workdir))
+        model = table["model_class"]._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    return table["runner"](ready(model, tokenizer, token_ids, workdir))
 
 
 def make_pages(count: int) -> list[Page]:
@@ -196,7 +253,7 @@ def summary(seconds: float, pages: int, tokens: int, first_token: float | None, 
     }
 
 
-def run_baseline(runner: V1Runner, pages: list[Page], options: ConvertOptions) -> tuple[dict, list[list[int]]]:
+def run_baseline(runner: FamilyRunner, pages: list[Page], options: ConvertOptions) -> tuple[dict, list[list[int]]]:
     """One ``generate`` per page, as the official ``infer()`` does, with dsocr's guard and EOS suppressed."""
     model, ids = runner.loaded.model, runner.loaded.token_ids
     options = options.with_guard(runner.guard_defaults("image"))  # the family's guard, as the engine applies it
@@ -205,7 +262,7 @@ def run_baseline(runner: V1Runner, pages: list[Page], options: ConvertOptions) -
     with peak_memory(runner.loaded.device) as memory:
         started = time.perf_counter()
         for page in pages:
-            request = runner.prepare(page.image, MODES[options.mode], resolve_prompt(options.prompt))
+            request = runner.request(runner.prepare_image(page.image, options.mode), runner.resolve_prompt(options.prompt))
             probe = FirstToken()
             with torch.inference_mode():
                 output = model.generate(
@@ -226,13 +283,13 @@ def run_baseline(runner: V1Runner, pages: list[Page], options: ConvertOptions) -
 
 
 def run_engine(
-    runner: V1Runner, pages: list[Page], options: ConvertOptions, batch_size: int
+    runner: FamilyRunner, pages: list[Page], options: ConvertOptions, batch_size: int, meter: StepMeter | None = None
 ) -> tuple[dict, list[list[int]]]:
     engine = BatchedEngine(runner, batch_size=batch_size, suppress_eos=True)
     requests = [PageRequest(p.source, p.number, load=loader(p), options=options) for p in pages]
     outputs: list[list[int]] = []
     first_token: float | None = None
-    with peak_memory(runner.loaded.device) as memory:
+    with peak_memory(runner.device) as memory, meter.measuring() if meter else nullcontext():
         started = time.perf_counter()
         for outcome in engine.run(requests):
             if outcome.error is not None:
@@ -250,8 +307,15 @@ def loader(page: Page) -> Callable[[], Page]:
     return lambda: page
 
 
+def token_agreement(baseline: list[list[int]], engine: list[list[int]]) -> float:
+    """Share of token positions where the engine chose the baseline's token (pages compared position by position)."""
+    total = sum(max(len(a), len(b)) for a, b in zip(baseline, engine, strict=True))
+    same = sum(x == y for a, b in zip(baseline, engine, strict=True) for x, y in zip(a, b, strict=False))
+    return same / total if total else 1.0
+
+
 def report(result: dict, console: Console) -> None:
-    table = Table(title=f"dsocr throughput ({result['config']['model']})")
+    table = Table(title=f"dsocr throughput ({result['config']['family']}, {result['config']['model']})")
     for column in ("", "pages/s", "tokens/s", "TTFT s", "peak mem GB", "wall s"):
         table.add_column(column, justify="right")
     for side in ("baseline", "engine"):
@@ -269,9 +333,25 @@ def report(result: dict, console: Console) -> None:
     console.print(
         f"engine/baseline tokens/s: {result['ratio']:.2f}x at batch {config['batch_size']}; "
         f"{config['pages']} pages x {config['tokens']} tokens, {config['mode']} mode, {config['dtype']}, "
-        f"quant {config['quant']}; engine tokens identical to baseline on "
-        f"{result['identical_pages']}/{config['pages']} pages"
+        f"quant {config['quant']}, experts {config['experts_implementation']}; engine tokens identical to "
+        f"baseline on {result['identical_pages']}/{config['pages']} pages "
+        f"({100 * result['token_agreement']:.1f}% of positions)"
     )
+    roof, limits = result["roofline"], result["limits"]
+    if roof:
+        console.print(
+            f"roofline: engine decode {roof['step_ms']:.1f} ms/step at {roof['mean_rows']:.1f} rows, "
+            f"{roof['bytes_per_step'] / 1e6:.0f} MB and {roof['flops_per_step'] / 1e9:.2f} GFLOP per step; "
+            f"read {roof['achieved_bytes_per_s'] / 1e9:.1f} of {limits['read_bytes_per_s'] / 1e9:.1f} GB/s measured "
+            f"= {roof['of_memory_bound']:.2f} of the memory bound ({roof['memory_bound_ms']:.1f} ms), "
+            f"{roof['of_roofline']:.2f} of the roofline ({roof['roofline_bound_ms']:.1f} ms; matmul peak "
+            f"{limits['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s)"
+        )
+    stages = result.get("stages")
+    if stages:
+        total = sum(stages["seconds"].values())
+        parts = ", ".join(f"{name} {seconds:.2f} s ({100 * seconds / total:.0f}%)" for name, seconds in stages["seconds"].items())
+        console.print(f"one {stages['mode']} page ({stages['size'][0]}x{stages['size'][1]}), batch 1: {parts}")
     console.print(
         f"machine: {info['cpu_model']}, {info['cpu_cores']} cores, torch {info['torch']}, bf16 {info['cpu_bf16']}"
     )
@@ -280,6 +360,8 @@ def report(result: dict, console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--family", choices=tuple(FAMILIES), default="v1")
+    parser.add_argument("--mode", default=defaults.MODE, help=f"resolution mode (default {defaults.MODE})")
     parser.add_argument("--pages", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--full-size", action="store_true", help="official sizes (default: the scaled-down model)")
@@ -288,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dtype", choices=("auto", *DTYPES), default="auto", help="as dsocr's --dtype (default: what auto picks)"
     )
+    parser.add_argument(
+        "--experts", default="auto", help="experts implementation (default: what dsocr picks for the device)"
+    )
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown of one page")
     parser.add_argument("--json", type=Path, required=True, help="write the results here")
     args = parser.parse_args(argv)
     hf_logging.set_verbosity_error()
@@ -295,47 +381,65 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    options = ConvertOptions(mode=MODE, max_new_tokens=args.tokens)
+    options = ConvertOptions(mode=args.mode, max_new_tokens=args.tokens)
+    console.print("measuring the machine: read bandwidth and matmul peak")
+    limits = {"read_bytes_per_s": read_bandwidth(device), "matmul_flops_per_s": matmul_peak(device, dtype)}
     with tempfile.TemporaryDirectory(prefix="dsocr-bench-") as workdir:
         started = time.perf_counter()
-        runner = build_runner(args.full_size, device, dtype, args.quant, Path(workdir))
+        runner = build_runner(args.family, args.full_size, device, dtype, args.quant, Path(workdir))
+        if args.experts != "auto":
+            runner.loaded.model.set_experts_implementation(args.experts)
         build_seconds = time.perf_counter() - started
+        runner.mode(args.mode)  # a mode the family lacks fails here, before any timing
         batch_size = auto_batch_size(runner, options) if args.batch_size == "auto" else int(args.batch_size)
         pages = make_pages(args.pages)
         console.print(
-            f"model: {'official sizes' if args.full_size else 'scaled-down'} v1, random weights, {dtype}, "
+            f"model: {'official sizes' if args.full_size else 'scaled-down'} {args.family}, random weights, {dtype}, "
             f"built in {build_seconds:.1f} s; warming up"
         )
-        run_baseline(runner, pages[:1], ConvertOptions(mode=MODE, max_new_tokens=2))
+        run_baseline(runner, pages[:1], ConvertOptions(mode=args.mode, max_new_tokens=2))
         console.print("baseline: one generate call per page")
         baseline, baseline_tokens = run_baseline(runner, pages, options)
         console.print(f"engine: batch size {batch_size}")
-        engine, engine_tokens = run_engine(runner, pages, options, batch_size)
-    text = runner.loaded.model.config.text_config
+        meter = StepMeter(runner)
+        engine, engine_tokens = run_engine(runner, pages, options, batch_size, meter)
+        stages = None
+        if not args.no_stages:
+            console.print("stages: one page through each stage")
+            stages = stage_breakdown(
+                runner, make_page_image(*PAGE_SIZES[0], seed=0), options, Path(workdir), int(VISION_SHARE * free_memory(device))
+            )
+    model = runner.loaded.model
+    text = model.config.text_config
     result = {
         "baseline": baseline,
         "engine": engine,
         "ratio": engine["tokens_per_s"] / baseline["tokens_per_s"],
-        "identical_pages": sum(a == b for a, b in zip(baseline_tokens, engine_tokens)),
+        "identical_pages": sum(a == b for a, b in zip(baseline_tokens, engine_tokens, strict=True)),
+        "token_agreement": token_agreement(baseline_tokens, engine_tokens),
+        "roofline": summarise(meter.steps, limits["read_bytes_per_s"], limits["matmul_flops_per_s"]),
+        "limits": limits,
+        "stages": stages,
         "config": {
+            "family": args.family,
             "model": "official sizes" if args.full_size else "scaled-down",
-            "spec": asdict(CheckpointSpec.official() if args.full_size else SCALED),
-            "decoder_parameters": sum(p.numel() for p in runner.loaded.model.model.language_model.parameters()),
-            "parameters": sum(p.numel() for p in runner.loaded.model.parameters()),
+            "spec": asdict(FAMILIES[args.family]["official" if args.full_size else "scaled"]),
+            "decoder_parameters": sum(p.numel() for p in model.model.language_model.parameters()),
+            "parameters": sum(p.numel() for p in model.parameters()),
             "layers": text.num_hidden_layers,
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
             "dtype_requested": args.dtype,
             "dtype_auto": auto_dtype(device)[1],
             "quant": args.quant,
-            "mode": MODE,
+            "mode": args.mode,
             "page_sizes": [list(size) for size in PAGE_SIZES],
             "pages": args.pages,
             "tokens": args.tokens,
             "batch_size": batch_size,
-            "guard": {"ngram_size": options.ngram_size, "ngram_window": options.ngram_window},
+            "guard": asdict(runner.guard_defaults("image")),
             "eos": "suppressed",
-            "experts_implementation": runner.loaded.model.config.text_config._experts_implementation,
+            "experts_implementation": text._experts_implementation,
         },
         "machine": machine(device),
     }
