@@ -4,7 +4,8 @@
 
 - none or ``-``: stdout (one input only);
 - an existing directory, or a name that does not end with the format's extension: a folder;
-- ``NAME<ext>`` (``.md``, ``.html``, ``.txt``, ``.json``, ``_det.mmd``): that file (one input only).
+- ``NAME<ext>`` (``.md``, ``.html``, ``.txt``, ``.json``, ``_det.mmd``, ``.pdf``, ``.hocr``): that file (one input
+  only; with several formats, ``convert.run`` refuses a file).
 
 Whether ``-o`` is a file never depends on how many inputs a run happens to find.
 

@@ -47,3 +47,5 @@ class PageResult:
     prompt_tokens: int = 0
     """The prompt's length in tokens: BOS, instruction text and image positions (0 when the backend does not
     know it, e.g. a remote server that did not say); ``dsocr serve`` reports it as ``usage.prompt_tokens``."""
+    source: str = "ocr"
+    """Where the text came from: ``ocr`` (the model) or ``text-layer`` (the PDF page's own text, ``--text-layer``)."""

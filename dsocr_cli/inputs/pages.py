@@ -19,6 +19,7 @@ from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.images import MAX_PIXELS, ImageReader
 from dsocr_cli.inputs.pdf import DEFAULT_DPI, PdfReader
 from dsocr_cli.inputs.sniff import HEAD_SIZE, sniff
+from dsocr_cli.inputs.text_layer import TextLayer
 from dsocr_cli.results import Page
 
 _RANGE = re.compile(r"(?P<first>\d*)(?P<dash>-?)(?P<last>\d*)")
@@ -113,6 +114,11 @@ class Document:
         """Render the selected pages one at a time, so only the current page image is held in memory."""
         for number in self.page_numbers:
             yield Page(source=self.source.name, number=number, image=self._reader.render(number))
+
+    def text_layer(self, number: int) -> TextLayer | None:
+        """Page ``number``'s own text layer (``inputs.text_layer``); None for images and unreadable layers."""
+        read = getattr(self._reader, "text_layer", None)
+        return read(number) if read is not None else None
 
     def close(self) -> None:
         self._reader.close()

@@ -9,6 +9,7 @@ from PIL import Image
 
 from dsocr_cli.defaults import DPI
 from dsocr_cli.inputs.discover import InputSource
+from dsocr_cli.inputs.text_layer import TextLayer, read_text_layer
 
 DEFAULT_DPI = DPI
 """``dsocr_cli.defaults.DPI``, under the name ``dsocr_cli.inputs`` exports."""
@@ -96,6 +97,15 @@ class PdfReader:
         finally:
             self._note_repair()
         return Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+
+    def text_layer(self, number: int) -> TextLayer | None:
+        """Page ``number``'s own text layer, measured and read (None when MuPDF cannot read it: then OCR it)."""
+        try:
+            return read_text_layer(self._doc.load_page(number - 1))
+        except _MUPDF_ERRORS:
+            return None
+        finally:
+            self._note_repair()
 
     def close(self) -> None:
         self._doc.close()

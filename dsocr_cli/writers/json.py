@@ -45,6 +45,7 @@ class JsonDocument(FormatDocument):
             "looped": result.looped,
             "retried": result.retried,
             "seconds": round(result.seconds, 3),
+            "source": result.source,
             "blocks": [
                 {
                     "label": block.label,
