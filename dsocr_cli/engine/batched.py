@@ -157,13 +157,28 @@ class LivePage:
 class BatchedEngine:
     """Converts a stream of page requests with batched, continuously refilled greedy decoding."""
 
-    def __init__(self, runner: FamilyRunner, batch_size: int | None = None, suppress_eos: bool = False) -> None:
+    def __init__(
+        self,
+        runner: FamilyRunner,
+        batch_size: int | None = None,
+        suppress_eos: bool = False,
+        compile: str | None = None,
+    ) -> None:
         """``batch_size`` None = ``auto_batch_size`` for the first request's options; ``suppress_eos``
-        makes every page run to its token limit (benchmarks compare runs at a fixed token count)."""
+        makes every page run to its token limit (benchmarks compare runs at a fixed token count);
+        ``compile`` (a ``torch.compile`` backend, e.g. ``inductor``) runs decode steps compiled on static
+        caches (``generation.compiled``)."""
         self.runner = runner
         self.batch_size = batch_size
         self.workers = max(1, min(PREP_WORKERS, (os.cpu_count() or 2) - 1))
         self.suppress_eos = suppress_eos
+        self.compiled = compile is not None
+        if compile is not None:
+            runner.compile_decode(compile)
+
+    def new_cache(self, rows: int) -> RowCache:
+        """The key/value cache of a run of ``rows`` rows (static when decode steps are compiled)."""
+        return self.runner.new_cache(rows, static=self.compiled)
 
     def rows_for(self, first: PageRequest) -> int:
         """Batch rows for a run whose first request is ``first``: one when it streams text (streams must not
@@ -231,8 +246,14 @@ class BatchedEngine:
         deliver: Callable[[int, PageOutcome], None],
         vision_budget: int,
     ) -> None:
-        """Encode the images of ``pages`` together, prefill each prompt, and give each a cache row."""
+        """Encode the images of ``pages`` together, prefill each prompt, and give each a cache row.
+
+        The cache first reserves room for every live page's whole token limit when that fits the memory
+        left (``USABLE_SHARE`` of it), so it is not copied again while these pages decode."""
         features = self.runner.encode_images([page.prepared for page in pages], vision_budget)
+        longest = max(len(page.prepared.input_ids) + page.options.max_new_tokens for page in pages)
+        budget = cache.allocated_bytes + int(USABLE_SHARE * free_memory(self.runner.device))
+        cache.reserve(len(live) + len(pages), longest, budget=budget)
         for page, page_features in zip(pages, features):
             page.started = time.perf_counter()
             if page.request.on_text is not None:

@@ -257,7 +257,7 @@ class Scheduler:
 
     def _loop(self, feed: Prefetcher[PreparedPage], rows: int) -> None:
         engine = self.engine
-        cache = self.runner.new_cache(rows)
+        cache = engine.new_cache(rows)
         live: list[LivePage] = []
         retries: deque[LivePage] = deque()
         while not self.stop.is_set():
@@ -303,14 +303,14 @@ class Scheduler:
                         raise
                     self._fail(running, exc)
                 self.stats.rows = rows
-                cache = self.runner.new_cache(rows)
+                cache = engine.new_cache(rows)
                 continue
             except Exception as exc:  # NaN/inf logits or a bug: the pages it hit fail, the scheduler goes on
                 if self.ordered:
                     raise  # a conversion stops: _serve fails every waiting request with it
                 self._fail([*live, *starting], exc)
                 live.clear()
-                cache = self.runner.new_cache(rows)
+                cache = engine.new_cache(rows)
                 continue
             for row in reversed(range(len(live))):
                 page = live[row]

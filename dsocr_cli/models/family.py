@@ -153,8 +153,12 @@ class FamilyRunner(Protocol):
         """One request's prompt through the decoder: first-token logits and the keys/values it left."""
         ...
 
-    def new_cache(self, rows: int) -> RowCache:
-        """An empty per-row key/value cache for up to ``rows`` sequences."""
+    def new_cache(self, rows: int, static: bool = False) -> RowCache:
+        """An empty per-row key/value cache for up to ``rows`` sequences (``static``: fixed-shape steps)."""
+        ...
+
+    def compile_decode(self, backend: str) -> None:
+        """Run later decode steps compiled (``generation.compiled``); they need static caches."""
         ...
 
     def decode_step(self, tokens: Sequence[int], cache: RowCache) -> torch.Tensor:

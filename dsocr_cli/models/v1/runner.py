@@ -63,6 +63,8 @@ class V1Runner:
 
     def __init__(self, loaded: Loaded) -> None:
         self.loaded = loaded
+        self.decode_forward = self.eager_decode_forward
+        """The decoder's part of a decode step; ``compile_decode`` swaps in a compiled one."""
 
     # The ``FamilyRunner`` protocol (dsocr_cli.models.family): what the engine reads instead of reaching
     # through ``loaded``.
@@ -225,28 +227,53 @@ class V1Runner:
             logits=output.logits[0, -1].float(), layer_kv=[(layer.keys, layer.values) for layer in cache.layers]
         )
 
-    def new_cache(self, rows: int) -> RowCache:
-        """An empty per-row key/value cache for up to ``rows`` sequences of this model."""
+    def new_cache(self, rows: int, static: bool = False) -> RowCache:
+        """An empty per-row key/value cache for up to ``rows`` sequences of this model (``static``: fixed-shape
+        steps for a compiled decode forward, ``RowCache``)."""
         text = self.loaded.model.config.text_config
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         return RowCache(
-            text.num_hidden_layers, rows, text.num_key_value_heads, head_dim, self.loaded.dtype, self.loaded.device
+            text.num_hidden_layers,
+            rows,
+            text.num_key_value_heads,
+            head_dim,
+            self.loaded.dtype,
+            self.loaded.device,
+            static=static,
         )
 
-    @torch.inference_mode()
+    def compile_decode(self, backend: str) -> None:
+        """Run decode steps through ``torch.compile`` (``generation.compiled``); use with static caches."""
+        from dsocr_cli.generation.compiled import compile_forward
+
+        self.decode_forward = compile_forward(self.eager_decode_forward, self.loaded.device, backend)
+
     def decode_step(self, tokens: Sequence[int], cache: RowCache) -> torch.Tensor:
-        """Feed one token per live row of ``cache``; returns (rows, vocab) float32 logits for the next tokens."""
-        mask, positions = cache.begin_step()
+        """Feed one token per live row of ``cache``; returns (rows, vocab) float32 logits for the next tokens.
+
+        In inference mode, or with autograd off on a static cache (compiled steps cannot trace inference tensors)."""
+        with torch.inference_mode(not cache.static), torch.no_grad():
+            if cache.static:
+                ids, mask, positions = cache.begin_static_step(list(tokens), self.eos_id)
+            else:
+                mask, positions = cache.begin_step()
+                ids = torch.tensor(tokens, device=self.loaded.device)[:, None]
+            hidden = self.decode_forward(ids, mask, positions, cache)
+            cache.end_step()
+            return self.output_head(hidden[: len(tokens)]).float()
+
+    def eager_decode_forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: RowCache
+    ) -> torch.Tensor:
+        """The decoder on one token per row: last hidden states (rows, hidden)."""
         model = self.loaded.model
-        hidden = model.model(
-            input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
+        return model.model(
+            input_ids=ids,
             attention_mask=dict.fromkeys(model.config.text_config.layer_types, mask),
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
         ).last_hidden_state[:, -1]
-        cache.end_step()
-        return self.output_head(hidden).float()
 
     def output_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits for a few rows of hidden states.

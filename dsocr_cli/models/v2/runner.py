@@ -5,7 +5,7 @@ runner is v1's (``dsocr_cli.models.v1.runner.V1Runner``: the one-page ``generate
 ``streamer``, ``new_cache``, ``kv_bytes_per_token``, ``encode_images``' batching, the output head,
 ``decode``) with v2's own pieces: modes and preprocessing (1024 view + 768 crops), the vision inputs of
 ``DeepseekOcr2ForConditionalGeneration`` (no ``patches_grid``), its feature output class in ``prefill``,
-and a decode step without v1's per-layer-type mask mapping.
+and a decode forward without v1's per-layer-type mask mapping.
 
 Fidelity: the batched calls are tested to give exactly the one-page result (float32), and the one-page
 result is the official DeepSeek-OCR-2 code's (tests/test_golden_v2.py: ids, grids, tokens, logits).
@@ -52,6 +52,7 @@ class V2Runner(V1Runner):
 
     def __init__(self, loaded: Loaded) -> None:  # type: ignore[override]
         self.loaded = loaded  # type: ignore[assignment]
+        self.decode_forward = self.eager_decode_forward
 
     @property
     def model(self) -> DeepseekOcr2ForConditionalGeneration:  # type: ignore[override]
@@ -99,16 +100,10 @@ class V2Runner(V1Runner):
             logits=output.logits[0, -1].float(), layer_kv=[(layer.keys, layer.values) for layer in cache.layers]
         )
 
-    @torch.inference_mode()
-    def decode_step(self, tokens: Sequence[int], cache: RowCache) -> torch.Tensor:
-        """One token per live row of ``cache``; (rows, vocab) float32 logits (the row mask is passed as is)."""
-        mask, positions = cache.begin_step()
-        hidden = self.loaded.model.model(
-            input_ids=torch.tensor(tokens, device=self.loaded.device)[:, None],
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
+    def eager_decode_forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: RowCache
+    ) -> torch.Tensor:
+        """The decoder on one token per row (v2's decoder takes the row mask as is): (rows, hidden)."""
+        return self.loaded.model.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
         ).last_hidden_state[:, -1]
-        cache.end_step()
-        return self.output_head(hidden).float()
