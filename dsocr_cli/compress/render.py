@@ -26,6 +26,7 @@ inside PyMuPDF, or the path of a TrueType/OpenType file. PyMuPDF is imported whe
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -321,9 +322,9 @@ def render_text(text: str, source: str, layout: Layout) -> RenderedText:
 
 
 def read_text(path: Path, name: str) -> str:
-    """A UTF-8 text file (a BOM is dropped); ``InputError`` naming the file otherwise."""
+    """A UTF-8 text file, or stdin for ``-`` (a BOM is dropped); ``InputError`` naming the file otherwise."""
     try:
-        data = path.read_bytes()
+        data = sys.stdin.buffer.read() if name == "-" else path.read_bytes()
     except OSError as exc:
         raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
     try:
@@ -341,6 +342,8 @@ def pdf_pages(path: Path, name: str, dpi: int, max_pixels: int) -> list[SourcePa
     import pymupdf
     from PIL import Image
 
+    if not path.is_file():
+        raise InputError(f"{name}: cannot read ({'not a file' if path.exists() else 'no such file'})")
     try:
         document = pymupdf.open(str(path), filetype="pdf")
     except Exception:  # MuPDF's errors for files it cannot parse

@@ -35,7 +35,7 @@ from typing import Any
 from dsocr_cli import defaults
 from dsocr_cli.compress.metrics import edit_distance, fox_precision
 from dsocr_cli.compress.render import Layout, SourcePage, pdf_pages, read_text, render_text
-from dsocr_cli.compress.report import LabReport, ModeResult, PageReport, fox_style_table, page_table
+from dsocr_cli.compress.report import LabReport, ModeResult, PageReport, fox_style_table, page_table, percent
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.errors import DsocrError, ExitCode, ModelError, UsageError, stdout_error
 from dsocr_cli.models.family import ModelFamily
@@ -176,7 +176,7 @@ def image_names(pages: list[SourcePage]) -> list[Path]:
     for page in pages:
         folder = folders.get(page.source)
         if folder is None:
-            stem = Path(page.source).stem or "input"
+            stem = "stdin" if page.source == "-" else Path(page.source).stem or "input"
             folder, index = stem, 1
             while folder in taken:
                 index += 1
@@ -194,7 +194,7 @@ def png_bytes(image: Any) -> bytes:
 
 
 def decode(
-    backend: Any, job: CompressJob, family: ModelFamily, pages: list[SourcePage], reports: list[PageReport]
+    backend: Any, job: CompressJob, pages: list[SourcePage], reports: list[PageReport], reporter: Reporter
 ) -> int:
     """Every page in every mode through ``backend.convert_many`` with the Free OCR prompt; the scores go into
     ``reports``. Returns the number of (page, mode) decodes that failed."""
@@ -219,6 +219,7 @@ def decode(
         entry = reports[index].modes[mode]
         if outcome.error is not None or outcome.result is None:
             entry.error = str(outcome.error) or type(outcome.error).__name__
+            reporter.error(f"{page_name(pages[index])}, mode {mode}: {entry.error}")
             failures += 1
             continue
         result = outcome.result
@@ -232,7 +233,16 @@ def decode(
         entry.edit_distance = edit_distance(truth, result.text)
         entry.generated_tokens = result.generated_tokens
         entry.finished = result.finished
+        reporter.info(
+            f"{page_name(pages[index])} {mode}: precision {percent(entry.precision)}, "
+            f"edit distance {entry.edit_distance:.3f}, {result.generated_tokens} token(s)"
+            + ("" if result.finished else " (hit --max-tokens)")
+        )
     return failures
+
+
+def page_name(page: SourcePage) -> str:
+    return f"{page.source} page {page.number}"
 
 
 def write_target(target: str, text: str) -> None:
@@ -300,7 +310,7 @@ def run(job: CompressJob, reporter: Reporter, backend_factory: Callable[[], Any]
         if backend is None:
             assert backend_factory is not None
             backend = backend_factory()
-        failures = decode(backend, job, family, pages, report.pages)
+        failures = decode(backend, job, pages, report.pages, reporter)
     emit(report, job, reporter)
     if pages and not failed and not failures:
         code = ExitCode.OK
