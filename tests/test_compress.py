@@ -212,3 +212,10 @@ def test_each_modes_count_is_the_number_of_image_positions_the_model_builds(fami
             prepared = family_runner.prepare_image(page, name)
             request = family_runner.request(prepared, prompt)
             assert counted == prepared.num_image_tokens == request.input_ids.count(image_id), (name, width, height)
+
+
+def test_the_lab_reaches_families_through_the_protocol_and_never_imports_the_cli() -> None:
+    """``dsocr_cli.compress`` sits beside ``convert``: on the engine, below the CLI (``tests/test_layers.py``)."""
+    from tests.test_layers import FAMILY_PACKAGES, PACKAGE, violations
+
+    assert not violations(PACKAGE / "compress", [*FAMILY_PACKAGES, "dsocr_cli.cli", "dsocr_cli.server"])
