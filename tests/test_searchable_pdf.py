@@ -83,6 +83,19 @@ def test_a_scanned_pdf_gets_an_invisible_text_layer_over_its_untouched_pages(dso
             assert page_before.get_pixmap().samples == page_after.get_pixmap().samples
 
 
+def test_with_pages_the_output_has_the_selected_pages_in_order(dsocr, serve, tmp_path: Path) -> None:
+    fake = serve(text=GROUNDED)
+    make_scanned_pdf(tmp_path / "scan.pdf", pages=3, sizes=[A4, (612.0, 792.0), (842.0, 595.0)])
+
+    ok(dsocr("convert", "scan.pdf", "--server", fake.url, "--pages", "1,3", "-f", "pdf", "-o", "out"))
+
+    assert len(fake.chats) == 2
+    with pymupdf.open(tmp_path / "out" / "scan.pdf") as doc:
+        assert [(page.rect.width, page.rect.height) for page in doc] == [A4, (842.0, 595.0)]
+        assert all(page.search_for("ALPHA") for page in doc)
+    assert image_streams(tmp_path / "out" / "scan.pdf") == [image_streams(tmp_path / "scan.pdf")[i] for i in (0, 2)]
+
+
 def test_pages_keep_their_rotation_and_the_text_reads_across_the_displayed_page(dsocr, serve, tmp_path: Path) -> None:
     fake = serve(text=GROUNDED)
     make_scanned_pdf(tmp_path / "turned.pdf", pages=1)
