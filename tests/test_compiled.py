@@ -24,6 +24,7 @@ from dsocr_cli.models.family import FamilyRunner
 from dsocr_cli.models.registry import load_runner
 from dsocr_cli.results import Page
 from dsocr_cli.testing.images import make_page_image
+from tests.cli_support import FAST, make_image
 from tests.conftest import Family
 
 SIZES = [(600, 500), (800, 1000), (700, 400), (900, 900), (640, 480)]
@@ -119,3 +120,28 @@ def test_inductor_compiled_steps_give_the_one_page_tokens(tiny_checkpoint: Path)
     alone = LocalBackend(runner).convert(page, options)
     [outcome] = BatchedEngine(runner, batch_size=1, compile="inductor").run(requests([page], options))
     assert outcome.result.token_ids == alone.token_ids and len(alone.token_ids) == 6
+
+
+def test_convert_compile_writes_what_convert_without_it_writes(
+    dsocr, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsocr_cli.generation import compiled
+
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")  # the flag's path, without inductor's code generation
+    compiling = compiled.compile_forward
+    backends: list[str] = []
+
+    def counted(forward, device, backend):
+        backends.append(backend)
+        return compiling(forward, device, backend)
+
+    monkeypatch.setattr(compiled, "compile_forward", counted)
+    make_image("scan.png")
+    make_image("photo.png", seed=1)
+    args = ("--model", str(tiny_checkpoint), *FAST, "--max-tokens", "5", "--format", "raw", "-o", "out", "--force")
+    plain = dsocr("convert", "scan.png", "photo.png", *args, "--no-provenance")
+    expected = {name: Path("out", name).read_text() for name in ("scan_det.mmd", "photo_det.mmd")}
+    run = dsocr("convert", "scan.png", "photo.png", *args, "--compile", "--no-provenance")
+    assert (plain.code, run.code) == (2, 2)  # the random model runs every page to the limit: truncated
+    assert backends == ["aot_eager"]  # only the --compile run compiled its decode steps
+    assert {name: Path("out", name).read_text() for name in expected} == expected

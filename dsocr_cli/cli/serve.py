@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from dsocr_cli import defaults
-from dsocr_cli.cli.options import DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, QuantName, QuantOpt
+from dsocr_cli.cli.options import CompileOpt, DeviceOpt, DtypeOpt, ModelOpt, OfflineOpt, QuantName, QuantOpt
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -69,6 +69,7 @@ def serve(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     quant: QuantOpt = QuantName.auto,
+    compile_steps: CompileOpt = False,
     offline: OfflineOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only (not even the ready line).")] = False,
     verbose: Annotated[
@@ -105,6 +106,7 @@ def serve(
         quant=quant.value,
         offline=offline,
         batch_size=batch,
+        compile_steps=compile_steps,
         max_body_bytes=body_limit,
         max_pixels=max_pixels,
         verbose=verbose and not quiet,

@@ -64,13 +64,21 @@ class ModelLoading:
 
 
 def local_backend(
-    model: str, device: str, dtype: str, quant: str, offline: bool, reporter: Reporter, batch_size: int | None = None
+    model: str,
+    device: str,
+    dtype: str,
+    quant: str,
+    offline: bool,
+    reporter: Reporter,
+    batch_size: int | None = None,
+    compile_steps: bool = False,
 ) -> LocalBackend:
     """Resolve (and if needed download) the model, then load it onto the chosen device.
 
     While this runs, stderr shows "loading model MODEL ..." (a spinner on a terminal, a line with ``-v``),
     except for the download bar while a download runs. ``batch_size`` None sizes batches from the memory
-    left after loading (``engine.batched.auto_batch_size``).
+    left after loading (``engine.batched.auto_batch_size``); ``compile_steps``: ``--compile``
+    (``generation.compiled``).
     """
     from dsocr_cli import hub
     from dsocr_cli.devices import resolve_device, resolve_dtype
@@ -92,7 +100,9 @@ def local_backend(
         f"model {model} loaded on {torch_device} ({str(torch_dtype).removeprefix('torch.')}, quant {quant}) "
         f"in {time.perf_counter() - started:.1f} s"
     )
-    backend = LocalBackend(runner, batch_size=batch_size)
+    from dsocr_cli.generation.compiled import BACKEND
+
+    backend = LocalBackend(runner, batch_size=batch_size, compile=BACKEND if compile_steps else None)
     backend.provenance = {
         "model": model,
         "revision": snapshot_revision(source),

@@ -16,10 +16,11 @@ from dsocr_cli.results import Page, PageResult
 class LocalBackend:
     """Runs pages through a locally loaded model: one page per ``convert`` call, or batched by ``convert_many``."""
 
-    def __init__(self, runner: FamilyRunner, batch_size: int | None = None) -> None:
-        """``batch_size`` None sizes batches from free memory (``engine.batched.auto_batch_size``)."""
+    def __init__(self, runner: FamilyRunner, batch_size: int | None = None, compile: str | None = None) -> None:
+        """``batch_size`` None sizes batches from free memory (``engine.batched.auto_batch_size``); ``compile``:
+        a ``torch.compile`` backend for the decode steps (``generation.compiled``), None for eager steps."""
         self.runner = runner
-        self.engine = BatchedEngine(runner, batch_size=batch_size)
+        self.engine = BatchedEngine(runner, batch_size=batch_size, compile=compile)
         self.provenance: dict[str, Any] = {}
         """Set by ``engine.factory``: model, revision, device, dtype, quant (written into outputs)."""
 

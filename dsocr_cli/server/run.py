@@ -48,6 +48,8 @@ class ServeOptions:
     offline: bool = False
     batch_size: int | None = None
     """None: ``auto_batch_size``."""
+    compile_steps: bool = False
+    """``--compile``: decode steps compiled over a static cache (``generation.compiled``)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_pixels: int = MAX_PIXELS
     verbose: bool = False
@@ -141,6 +143,7 @@ def serve(options: ServeOptions, reporter: Reporter, on_ready: Callable[[str], N
             offline=options.offline,
             reporter=reporter,
             batch_size=options.batch_size,
+            compile_steps=options.compile_steps,
         )
         runner = backend.runner
         rows = options.batch_size or auto_batch_size(runner, ConvertOptions(mode=runner.family.default_mode))
