@@ -25,3 +25,18 @@ MAX_INPUT_BYTES = 1024**3
 ``$TMPDIR``; regular files have no limit. ``--max-input-size`` / ``DSOCR_MAX_INPUT_SIZE``."""
 STDIN_TIMEOUT_SECONDS = 30.0
 """How long stdin or a FIFO may stay silent before its first byte (``DSOCR_STDIN_TIMEOUT``)."""
+TEXT_LAYER = "ocr"
+"""``--text-layer``: every page through the model, whatever text layer a PDF page has (``dsocr_cli.text_layer``)."""
+# ``dsocr compress`` (``dsocr_cli.compress``): how text is rendered into pages when the user does not say.
+COMPRESS_FONT = "tiro"
+"""Times (MuPDF's built-in Base-14 Times-Roman, shipped inside PyMuPDF: works offline); characters it lacks
+fall back to ``cjk`` (MuPDF's built-in Droid Sans Fallback: CJK, Cyrillic, Greek)."""
+COMPRESS_FONT_SIZE = 11.0
+"""Points: a body-text size of articles and reports (the Fox pages are such documents)."""
+COMPRESS_PAGE_SIZE = "A4"
+COMPRESS_MARGIN = 72.0
+"""Points (1 inch) on every side: a word processor's default page margin."""
+COMPRESS_LINE_SPACING = 1.2
+"""Line pitch as a multiple of the font size (single spacing in typesetting terms)."""
+COMPRESS_BUCKET = 100
+"""Text tokens per row of the Fox-style table (the paper's buckets: 600-700, ..., 1200-1300)."""

@@ -14,16 +14,18 @@ import typer
 from rich.console import Console
 
 from dsocr_cli import __version__, defaults
+from dsocr_cli.cli import compress as compress_cli
 from dsocr_cli.cli import doctor as doctor_cli
 from dsocr_cli.cli import models as models_cli
 from dsocr_cli.cli import serve as serve_cli
 from dsocr_cli.cli.options import (
     DEFAULT_MODE,
+    DEFAULT_TEXT_LAYER,
     ApiKeyOpt,
+    CompileOpt,
     ConcurrencyOpt,
     DeviceOpt,
     DtypeOpt,
-    FormatName,
     ModelOpt,
     ModeOpt,
     OfflineOpt,
@@ -37,7 +39,10 @@ from dsocr_cli.cli.options import (
     ServerKindOpt,
     ServerOpt,
     TableStyle,
+    TextLayerName,
     VerboseOpt,
+    complete_formats,
+    parse_formats,
 )
 from dsocr_cli.config import CONFIGURED_COMMANDS, ConfigFile, config_path, load_config
 from dsocr_cli.errors import EXIT_CODE_MEANINGS, DsocrError, ExitCode, Stopped, UsageError, stdout_error
@@ -83,8 +88,16 @@ def convert(
     mode: ModeOpt = DEFAULT_MODE,
     prompt: PromptOpt = defaults.PROMPT,
     output_format: Annotated[
-        FormatName, typer.Option("--format", "-f", envvar="DSOCR_FORMAT", help="Output format.")
-    ] = FormatName.markdown,
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            envvar="DSOCR_FORMAT",
+            autocompletion=complete_formats,
+            help="Output format: markdown (md), html, text (txt), json, raw, pdf (searchable), hocr; several "
+            "comma-separated (md,json,pdf): one model pass, one output each.",
+        ),
+    ] = "markdown",
     output: OutputOpt = None,
     tables: Annotated[
         TableStyle, typer.Option("--tables", help="Markdown tables where lossless, or keep the model's HTML.")
@@ -107,6 +120,15 @@ def convert(
     layout_pdf: Annotated[
         bool, typer.Option("--layout-pdf", help="Also write <output stem>_layouts.pdf with the layout boxes.")
     ] = False,
+    text_layer: Annotated[
+        TextLayerName,
+        typer.Option(
+            "--text-layer",
+            envvar="DSOCR_TEXT_LAYER",
+            help="PDF pages with their own text: ocr (OCR every page), skip (pages with any text are not OCRed and "
+            "stay as they are in --format pdf), use (a usable text layer is the page's result; OCR the others).",
+        ),
+    ] = DEFAULT_TEXT_LAYER,
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the model's text as it is generated (stdout; markdown, text, raw).")
     ] = False,
@@ -178,15 +200,16 @@ def convert(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     quant: QuantOpt = QuantName.auto,
+    compile_steps: CompileOpt = False,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Convert documents and images with DeepSeek-OCR.
 
-    -o: none or - = stdout (one input); NAME ending in the format's extension (.md, .html, .txt, .json,
-    _det.mmd) = that file (one input); anything else = a folder, with the inputs' paths below their
-    directory arguments mirrored and same-named inputs told apart (x.pdf.md, x.png.md).
+    -o: none or - = stdout (one input, one text format); NAME ending in the format's extension (.md, .html,
+    .txt, .json, _det.mmd, .pdf, .hocr) = that file (one input, one format); anything else = a folder, with the
+    inputs' paths below their directory arguments mirrored and same-named inputs told apart (x.pdf.md, x.png.md).
     """
     # Imported here, not at the top, so that --help and shell completion start fast.
     from dsocr_cli.convert import ConvertJob, run
@@ -206,20 +229,24 @@ def convert(
         check_page_separator(page_separator)
     except ValueError as exc:
         raise UsageError(f"--page-separator {page_separator!r}: {exc}") from None
-    if stream and output_format.value in ("json", "html"):
-        raise UsageError(
-            f"--stream prints the model's text as it comes; --format {output_format.value} needs whole pages"
-        )
+    formats = parse_formats(output_format)
+    whole = [name for name in formats if name in ("json", "html", "hocr", "pdf")]
+    if stream and whole:
+        raise UsageError(f"--stream prints the model's text as it comes; --format {whole[0]} needs whole pages")
     selection = parse_page_ranges(pages) if pages else None
     batch = parse_batch_size(batch_size)
-    suffix = FORMATS[output_format.value].suffix
+    suffixes = [FORMATS[name].suffix for name in formats]
+    suffix = suffixes[0]
     input_limit = parse_size(max_input_size)
     servers = parse_servers(server or [])
     part = parse_shard(shard) if shard is not None else None
     check_shardable(inputs, part)
     sources = discover(inputs, glob, max_input_bytes=input_limit, read_timeout=stdin_timeout(), exclude=is_own_output)
     try:
-        target = parse_output(output, suffix, len(sources), output_format.value)
+        if len(formats) > 1 and output not in (None, "-") and any(output.lower().endswith(s) for s in suffixes):
+            if not os.path.isdir(output):
+                raise UsageError(f"-o {output}: names one file, but --format {output_format} writes one per format; give -o DIR")
+        target = parse_output(output, suffix, len(sources), formats[0])
         if stream and not target.to_stdout:
             raise UsageError("--stream prints to stdout; it cannot be combined with -o")
         if stream and progress is ProgressMode.auto and sys.stdout.isatty():
@@ -235,7 +262,9 @@ def convert(
                 ngram_window=ngram_window,
             ),
             output=target,
-            format=output_format.value,
+            format=formats[0],
+            formats=formats,
+            text_layer=text_layer.value,
             tables=tables.value,
             page_separator=page_separator,
             dpi=dpi,
@@ -265,6 +294,7 @@ def convert(
                 offline=offline,
                 reporter=reporter,
                 batch_size=batch,
+                compile_steps=compile_steps,
             )
 
         summary = run(job, backend_factory, reporter)
@@ -293,6 +323,7 @@ app.command(epilog=models_cli.DOWNLOAD_EXAMPLES)(models_cli.download)
 app.add_typer(models_cli.models_app, name="models")
 app.command(epilog=doctor_cli.DOCTOR_EXAMPLES)(doctor_cli.doctor)
 app.command(epilog=serve_cli.SERVE_EXAMPLES)(serve_cli.serve)
+app.command(epilog=compress_cli.COMPRESS_EXAMPLES)(compress_cli.compress)
 
 
 @config_app.command("path")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dsocr_cli import defaults
+from dsocr_cli.errors import UsageError
 from dsocr_cli.models import registry
 
 ModeName = Enum("ModeName", {name: name for name in registry.mode_names()}, type=str)
@@ -23,6 +24,48 @@ class FormatName(str, Enum):
     text = "text"
     json = "json"
     raw = "raw"
+    pdf = "pdf"
+    hocr = "hocr"
+
+
+FORMAT_ALIASES = {"md": "markdown", "txt": "text"}
+"""Short names ``--format`` also takes (``--format md,json``)."""
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``--format``: one format or several, comma-separated (``md,json,pdf``), each once; a UsageError naming
+    the valid ones for anything else."""
+    names: list[str] = []
+    for part in text.split(","):
+        word = part.strip().lower()
+        name = FORMAT_ALIASES.get(word, word)
+        if name not in FormatName.__members__:
+            valid = ", ".join([*FormatName.__members__, *FORMAT_ALIASES])
+            raise UsageError(f"--format {text}: unknown format {part.strip()!r} (valid: {valid}; several: md,json,pdf)")
+        if name in names:
+            raise UsageError(f"--format {text}: {name} is named twice")
+        names.append(name)
+    return tuple(names)
+
+
+def complete_formats(incomplete: str) -> list[str]:
+    """Shell completion for ``--format``: the formats, also after a comma (``md,j`` -> ``md,json``)."""
+    head, _, last = incomplete.rpartition(",")
+    prefix = head + "," if head else ""
+    taken = set(head.split(",")) if head else set()
+    return [prefix + name for name in FormatName.__members__ if name.startswith(last) and name not in taken]
+
+
+class TextLayerName(str, Enum):
+    """``--text-layer``: the rules are ``dsocr_cli.text_layer``'s."""
+
+    ocr = "ocr"
+    skip = "skip"
+    use = "use"
+
+
+DEFAULT_TEXT_LAYER = TextLayerName(defaults.TEXT_LAYER)
+"""``--text-layer`` when it is not given (``dsocr_cli.defaults.TEXT_LAYER``)."""
 
 
 class TableStyle(str, Enum):
@@ -62,6 +105,15 @@ DtypeOpt = Annotated[
 ]
 QuantOpt = Annotated[
     QuantName, typer.Option("--quant", envvar="DSOCR_QUANT", help="bitsandbytes quantization; auto = none where memory allows (always on CPU, where it is fastest), else nf4.")
+]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile",
+        envvar="DSOCR_COMPILE",
+        help="Compile decode steps with torch.compile (CUDA graphs on GPUs) over a static cache. Opt-in: tested "
+        "equal to the default path, not yet measured faster; each batch size compiles once (tens of seconds).",
+    ),
 ]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never touch the network; use cached models only (as HF_HUB_OFFLINE=1).")
@@ -122,7 +174,7 @@ ServerOpt = Annotated[
         metavar="URL",
         show_default=False,
         help="Convert on this OpenAI-compatible server (vLLM, SGLang or dsocr serve; repeat, or separate with "
-        "commas, for several) instead of a local model; --device, --dtype, --quant, --batch-size and --offline "
+        "commas, for several) instead of a local model; --device, --dtype, --quant, --batch-size, --compile and --offline "
         "then do not apply.",
     ),
 ]
