@@ -256,6 +256,7 @@ class SearchablePdfDocument(DocumentWriter):
         self.dpi = dpi
         self._temp = temp_path(target)
         self._pages = 0
+        self._font_xref = 0
         self._spool: TextIO = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
 
     def add(self, result: PageResult) -> None:
@@ -292,13 +293,11 @@ class SearchablePdfDocument(DocumentWriter):
             self._temp.unlink(missing_ok=True)
             raise OutputError(f"cannot write {self.target}: {getattr(exc, 'strerror', None) or exc}") from exc
 
-    @staticmethod
-    def _font(doc: pymupdf.Document) -> int:
-        """The font of an image document: made with its first page, found again by its name on later opens."""
-        for xref in range(1, doc.xref_length()):
-            if doc.xref_get_key(xref, "Subtype")[1] == "/Type0" and doc.xref_get_key(xref, "BaseFont")[1] == "/GlyphLessFont":
-                return xref
-        return add_font(doc)
+    def _font(self, doc: pymupdf.Document) -> int:
+        """The font of an image document: made once, kept under its xref (incremental saves keep xrefs)."""
+        if not self._font_xref:
+            self._font_xref = add_font(doc)
+        return self._font_xref
 
     def finish(self) -> list[Path]:
         assert self.target is not None
