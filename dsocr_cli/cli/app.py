@@ -73,6 +73,8 @@ CONVERT_EXAMPLES = (
 
   dsocr convert scans/ -o out/ --format json
 
+  dsocr convert scans/ -o out/ --format md,json,pdf --text-layer use
+
   curl -s https://example.org/a.pdf | dsocr convert - --pages 1-3
 
 Exit codes: """
@@ -93,6 +95,7 @@ def convert(
             "--format",
             "-f",
             envvar="DSOCR_FORMAT",
+            metavar="FORMAT[,FORMAT...]",
             autocompletion=complete_formats,
             help="Output format: markdown (md), html, text (txt), json, raw, pdf (searchable), hocr; several "
             "comma-separated (md,json,pdf): one model pass, one output each.",
