@@ -60,7 +60,7 @@ from dsocr_cli.engine.prefetch import Loaded
 from dsocr_cli.errors import ModelError
 from dsocr_cli.generation.guard import SlidingWindowNoRepeatNGram
 from dsocr_cli.generation.kvcache import RowCache
-from dsocr_cli.generation.outcome import Generation, NonFiniteLogits, check_finite
+from dsocr_cli.generation.outcome import Generation, NonFiniteLogits, Prefill, check_finite
 from dsocr_cli.generation.streaming import TextCallbackStreamer
 from dsocr_cli.models.family import FamilyRunner, PageInputs, PreparedPage
 from dsocr_cli.results import Page, PageResult
@@ -75,6 +75,12 @@ PREP_WORKERS = 4
 """Preprocessing threads at most; one core is left to the model's own threads."""
 CPU_BATCH_CAP = 32
 GPU_BATCH_CAP = 64
+PREFILL_TOKENS = 8192
+"""Batched prefill: padded prompt positions per forward at most (rows x longest prompt)."""
+BATCHED_PREFILL = {"cuda": True, "cpu": False}
+"""Whether admitted pages' prompts share one forward by default, per device kind. CPU: measured no faster
+(prefill is compute-bound there; BENCHMARKS.md); CUDA: many small forwards leave the GPU idle, so batched
+(not yet measured on a GPU)."""
 
 
 def free_memory(device: torch.device) -> int:
@@ -163,12 +169,17 @@ class BatchedEngine:
         batch_size: int | None = None,
         suppress_eos: bool = False,
         compile: str | None = None,
+        batched_prefill: bool | None = None,
     ) -> None:
         """``batch_size`` None = ``auto_batch_size`` for the first request's options; ``suppress_eos``
         makes every page run to its token limit (benchmarks compare runs at a fixed token count);
         ``compile`` (a ``torch.compile`` backend, e.g. ``inductor``) runs decode steps compiled on static
-        caches (``generation.compiled``)."""
+        caches (``generation.compiled``); ``batched_prefill`` None = the device kind's default
+        (``BATCHED_PREFILL``)."""
         self.runner = runner
+        if batched_prefill is None:
+            batched_prefill = BATCHED_PREFILL.get(runner.device.type, False)
+        self.batched_prefill = batched_prefill
         self.batch_size = batch_size
         self.workers = max(1, min(PREP_WORKERS, (os.cpu_count() or 2) - 1))
         self.suppress_eos = suppress_eos
@@ -254,17 +265,40 @@ class BatchedEngine:
         longest = max(len(page.prepared.input_ids) + page.options.max_new_tokens for page in pages)
         budget = cache.allocated_bytes + int(USABLE_SHARE * free_memory(self.runner.device))
         cache.reserve(len(live) + len(pages), longest, budget=budget)
-        for page, page_features in zip(pages, features):
+        for page in pages:
             page.started = time.perf_counter()
             if page.request.on_text is not None:
                 page.streamer = self.runner.streamer(page.request.on_text)
                 page.streamer.put(torch.tensor(page.prepared.input_ids))
-            prefill = self.runner.prefill(page.prepared, page_features)
+        for page, prefill in zip(pages, self.prefill(pages, features), strict=True):
             if self.advance(page, self.choose([page], prefill.logits[None])[0]):
                 cache.append(prefill.layer_kv)
                 live.append(page)
             else:
                 self.finish(page, retries, deliver)
+
+    def prefill(self, pages: Sequence[LivePage], features: Sequence[torch.Tensor]) -> list[Prefill]:
+        """Each page's prompt through the decoder: one forward per page, or with ``batched_prefill`` runs of
+        consecutive pages whose padded prompts stay within ``PREFILL_TOKENS`` in one forward each."""
+        if not self.batched_prefill or len(pages) == 1:
+            return [self.runner.prefill(page.prepared, f) for page, f in zip(pages, features, strict=True)]
+        prefills: list[Prefill] = []
+        start = 0
+        while start < len(pages):
+            end = start + 1
+            longest = len(pages[start].prepared.input_ids)
+            while end < len(pages):
+                longest_next = max(longest, len(pages[end].prepared.input_ids))
+                if longest_next * (end + 1 - start) > PREFILL_TOKENS:
+                    break
+                longest, end = longest_next, end + 1
+            run = pages[start:end]
+            if len(run) == 1:
+                prefills.append(self.runner.prefill(run[0].prepared, features[start]))
+            else:
+                prefills.extend(self.runner.prefill_batch([page.prepared for page in run], features[start:end]))
+            start = end
+        return prefills
 
     @torch.inference_mode()
     def choose(self, pages: Sequence[LivePage], logits: torch.Tensor) -> list[int]:

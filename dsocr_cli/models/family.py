@@ -153,6 +153,10 @@ class FamilyRunner(Protocol):
         """One request's prompt through the decoder: first-token logits and the keys/values it left."""
         ...
 
+    def prefill_batch(self, requests: Sequence[Any], features: Sequence[torch.Tensor]) -> list[Prefill]:
+        """Several prompts in one forward (right-padded, each row attending to its own tokens)."""
+        ...
+
     def new_cache(self, rows: int, static: bool = False) -> RowCache:
         """An empty per-row key/value cache for up to ``rows`` sequences (``static``: fixed-shape steps)."""
         ...

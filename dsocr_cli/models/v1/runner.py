@@ -227,6 +227,55 @@ class V1Runner:
             logits=output.logits[0, -1].float(), layer_kv=[(layer.keys, layer.values) for layer in cache.layers]
         )
 
+    @torch.inference_mode()
+    def prefill_batch(self, requests: Sequence[V1Request], features: Sequence[torch.Tensor]) -> list[Prefill]:
+        """Several pages' prompts through the decoder in one forward: right-padded to the longest, each row
+        attending causally to its own tokens only (a (rows, 1, L, L) mask), each row's logits taken at its
+        last prompt token with the same head call as ``prefill``; keys and values cut back to each prompt."""
+        device = self.loaded.device
+        lengths = [len(request.input_ids) for request in requests]
+        longest = max(lengths)
+        ids = torch.full((len(requests), longest), self.eos_id, device=device)
+        for row, request in enumerate(requests):
+            ids[row, : lengths[row]] = torch.tensor(request.input_ids, device=device)
+        size = torch.tensor(lengths, device=device)
+        positions = torch.arange(longest, device=device)
+        causal = positions[None, :, None] >= positions[None, None, :]
+        mask = (causal & (positions[None, None, :] < size[:, None, None]))[:, None]
+        cache = DynamicCache(config=self.loaded.model.config.text_config)
+        hidden = self.batch_prefill_forward(ids, mask, positions.expand(len(requests), -1), cache, features)
+        last = hidden[torch.arange(len(requests), device=device), size - 1]
+        logits = self.loaded.model.lm_head(last[:, None]).float()[:, 0]
+        return [
+            Prefill(
+                logits=logits[row],
+                layer_kv=[
+                    (layer.keys[row : row + 1, :, :length], layer.values[row : row + 1, :, :length])
+                    for layer in cache.layers
+                ],
+            )
+            for row, length in enumerate(lengths)
+        ]
+
+    def batch_prefill_forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+        features: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """The decoder over padded prompts with their image features: hidden states (rows, L, hidden)."""
+        model = self.loaded.model
+        return model.model(
+            input_ids=ids,
+            mm_encoder_outputs={"image": UnlimitedOcrModelOutputWithPooling(pooler_output=list(features))},
+            attention_mask=dict.fromkeys(model.config.text_config.layer_types, mask),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
+
     def new_cache(self, rows: int, static: bool = False) -> RowCache:
         """An empty per-row key/value cache for up to ``rows`` sequences of this model (``static``: fixed-shape
         steps for a compiled decode forward, ``RowCache``)."""

@@ -100,6 +100,23 @@ class V2Runner(V1Runner):
             logits=output.logits[0, -1].float(), layer_kv=[(layer.keys, layer.values) for layer in cache.layers]
         )
 
+    def batch_prefill_forward(  # type: ignore[override]
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+        features: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        return self.loaded.model.model(
+            input_ids=ids,
+            mm_encoder_outputs={"image": DeepseekOcr2ModelOutputWithPooling(pooler_output=list(features))},
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
+
     def eager_decode_forward(
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: RowCache
     ) -> torch.Tensor:
