@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from huggingface_hub import constants
 
-from dsocr_cli import __version__
+from dsocr_cli import __version__, quant
 from dsocr_cli.defaults import DEFAULT_MODEL
 from dsocr_cli.errors import DsocrError
 from dsocr_cli.hub import (
@@ -48,7 +48,6 @@ PACKAGES = (
 )
 OPTIONAL = {"hf-xet": "huggingface_hub's optional Xet transport; dsocr downloads over HTTP"}
 """Packages dsocr runs without; every other one in PACKAGES is required for a conversion."""
-NF4_WEIGHT_FRACTION = 0.3
 """nf4 weights relative to bf16: issue 4's bar for dsocr's nf4 (linear and expert layers <= 30%)."""
 
 BF16_BYTES = 2
@@ -99,6 +98,8 @@ class Report:
     nf4_weights_bytes: int | None = None
     quant: str | None = None
     """What ``--quant auto`` picks here for the model."""
+    quant_reason: str | None = None
+    """Why (``dsocr_cli.quant.explain_quant``)."""
     cache_dir: str = ""
     cache_free_bytes: int | None = None
     models: list[CachedModel] = field(default_factory=list)
@@ -190,7 +191,6 @@ def examine_devices(report: Report, family: ModelFamily = DEFAULT_FAMILY, direct
     try:
         import torch
 
-        from dsocr_cli import quant
         from dsocr_cli.devices import auto_dtype, resolve_device
     except (ImportError, OSError) as exc:
         report.add("error", f"dsocr's model stack cannot be imported ({exc}); reinstall dsocr and torch")
@@ -218,7 +218,7 @@ def examine_devices(report: Report, family: ModelFamily = DEFAULT_FAMILY, direct
         + quant.ACTIVATION_HEADROOM
     )
     report.weights_bytes = bf16_bytes // BF16_BYTES * dtype.itemsize
-    report.nf4_weights_bytes = math.ceil(bf16_bytes * NF4_WEIGHT_FRACTION)
+    report.nf4_weights_bytes = math.ceil(bf16_bytes * quant.NF4_WEIGHT_FRACTION)
     cached = directory
     try:
         # What resolve_quant decides for the model, from dsocr's layout table instead of the
@@ -228,8 +228,14 @@ def examine_devices(report: Report, family: ModelFamily = DEFAULT_FAMILY, direct
         if held is not None:
             report.quant = held
         else:
-            free = report.gpus[device.index or 0].free_bytes if device.type == "cuda" else None
-            report.quant = quant.choose_quant("auto", device, bf16_bytes + overhead, free)
+            if device.type == "cuda":
+                free = report.gpus[device.index or 0].free_bytes
+                report.quant, report.quant_reason = quant.explain_quant("auto", device, bf16_bytes + overhead, free)
+            else:
+                required, quantized = quant.cpu_requirements(bf16_bytes, overhead, dtype.itemsize)
+                report.quant, report.quant_reason = quant.explain_quant(
+                    "auto", device, required, report.ram_available_bytes, quantized
+                )
     except DsocrError as exc:
         report.add("warning", f"cannot tell what --quant auto would pick ({exc})")
     check_memory(report, bf16_bytes, overhead)
@@ -272,7 +278,13 @@ def check_memory(report: Report, bf16_bytes: int, overhead: int) -> None:
         return
     if ram is None or ram >= full:
         return
-    if report.dtype != "bfloat16" and ram >= bf16:
+    if report.quant in quant.EXPERT_KINDS and ram >= (report.nf4_weights_bytes + overhead):
+        report.add(
+            "warning",
+            f"{human_size(ram)} of memory available; {report.dtype} weights need about {human_size(full)}: "
+            f"--quant auto uses {report.quant} (slower per token than unquantized weights on a CPU)",
+        )
+    elif report.dtype != "bfloat16" and ram >= bf16:
         report.add(
             "warning",
             f"{human_size(ram)} of memory available; {report.dtype} weights need about {human_size(full)}: "

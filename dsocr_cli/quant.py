@@ -8,7 +8,12 @@ Choosing (``resolve_quant``):
   is ``layers x 2 (K, V) x hidden x 2 bytes`` per token (v1 uses plain multi-head attention) and the
   headroom covers SAM/CLIP activations of a tiled page, the CUDA context and allocator slack. For
   DeepSeek-OCR: 6.67 GB + 0.50 GB + 2 GiB = 9.3 GB, so 8 GB cards get nf4 and 12 GB cards bf16.
-- CPU (and MPS): the fastest measured option, ``none``. ``benchmarks/quant_speed.py`` (results in
+- CPU (and MPS): the fastest measured option, ``none``, whenever the unquantized weights in the compute
+  dtype (``--dtype auto``: float32 or bfloat16 by the CPU's instructions, ``dsocr_cli.devices``) plus the KV
+  cache and headroom fit the available RAM; otherwise the fastest quantized kind that fits, in
+  ``CPU_QUANT_ORDER`` (int8 before nf4: faster per token below), sized as ``INT8_WEIGHT_FRACTION`` /
+  ``NF4_WEIGHT_FRACTION`` of the bf16 weights; nf4 when nothing fits (loading then reports the shortage).
+  ``benchmarks/quant_speed.py`` (results in
   ``benchmarks/quant_speed.json``; 2-core AMD EPYC with AVX2 and no AVX512, OMP_NUM_THREADS=1 because
   the machine was shared, best of 2 rounds x 2 runs, quantized options computing in float32):
 
@@ -70,6 +75,13 @@ WEIGHTS_NAME = "model-quantized.safetensors"
 EXPERT_KINDS = ("nf4", "int8")
 QUANT_CHOICES = ("auto", "none", *EXPERT_KINDS)
 CPU_AUTO_QUANT = "none"
+CPU_QUANT_ORDER = ("int8", "nf4")
+"""Quantized kinds ``auto`` falls back to on a CPU short of memory, fastest first (decode 2.83 vs 1.22 tokens/s)."""
+INT8_WEIGHT_FRACTION = 0.6
+"""int8 weights against bf16: the routed experts and decoder linears (~80% of the weights) at one byte plus a
+float32 scale per row, the vision tower, embeddings and output head kept in bf16."""
+NF4_WEIGHT_FRACTION = 0.3
+"""nf4 weights against bf16: 4.5 bits per quantized weight (28% of bf16) and the unquantized rest."""
 """Fastest on CPU by measurement (module docstring); also what MPS gets, bitsandbytes' MPS support being partial."""
 KV_CONTEXT_TOKENS = 8192
 """v1's context length: the KV cache a single page can grow to. The model's ``max_position_embeddings``
@@ -212,30 +224,79 @@ def bf16_requirement(directory: Path) -> int:
     return bf16_weight_bytes(directory) + kv_cache_bytes(_read_config(directory)) + ACTIVATION_HEADROOM
 
 
-def choose_quant(requested: str, device: torch.device, required_bytes: int, free_bytes: int | None) -> str:
+def choose_quant(
+    requested: str,
+    device: torch.device,
+    required_bytes: int,
+    free_bytes: int | None,
+    quantized_bytes: dict[str, int] | None = None,
+) -> str:
     """The rule behind ``resolve_quant``, free of I/O so it can be checked with any memory figures."""
+    return explain_quant(requested, device, required_bytes, free_bytes, quantized_bytes)[0]
+
+
+def explain_quant(
+    requested: str,
+    device: torch.device,
+    required_bytes: int,
+    free_bytes: int | None,
+    quantized_bytes: dict[str, int] | None = None,
+) -> tuple[str, str]:
+    """``choose_quant``'s kind and why (for ``dsocr doctor``): ``required_bytes`` for unquantized weights,
+    ``free_bytes`` free GPU memory or available RAM (None: unknown), ``quantized_bytes`` what each quantized kind
+    needs (CPU fallback, module docstring)."""
     if requested not in QUANT_CHOICES:
         raise UsageError(f"unknown --quant {requested!r} (choose from {', '.join(QUANT_CHOICES)})")
     if requested != "auto":
-        return requested
-    if device.type != "cuda" or free_bytes is None:
-        return CPU_AUTO_QUANT
-    return "none" if free_bytes >= required_bytes else "nf4"
+        return requested, "chosen with --quant"
+    if free_bytes is None:
+        return CPU_AUTO_QUANT, "free memory unknown: unquantized weights (the fastest on CPUs)"
+    where = "free on the GPU" if device.type == "cuda" else "of RAM available"
+    have = f"{free_bytes / 1e9:.1f} GB {where}"
+    if free_bytes >= required_bytes:
+        return "none", f"{have}, unquantized weights need {required_bytes / 1e9:.1f} GB"
+    if device.type == "cuda":
+        return "nf4", f"{have}, less than the {required_bytes / 1e9:.1f} GB unquantized weights need"
+    for kind in CPU_QUANT_ORDER:
+        need = (quantized_bytes or {}).get(kind)
+        if need is not None and free_bytes >= need:
+            return kind, (
+                f"{have}, less than the {required_bytes / 1e9:.1f} GB unquantized weights need; {kind} "
+                f"({need / 1e9:.1f} GB) is the fastest quantized kind that fits"
+            )
+    return "nf4", f"{have}: too little even for nf4, the smallest weights"
 
 
-def resolve_quant(requested: str, device: torch.device, directory: Path) -> str:
-    """``auto`` made concrete for this checkpoint on this device; explicit choices are checked and kept."""
+def cpu_requirements(bf16_bytes: int, overhead: int, dtype_bytes: int) -> tuple[int, dict[str, int]]:
+    """Bytes unquantized weights in a ``dtype_bytes`` compute dtype need on a CPU, and each quantized kind."""
+    quantized = {
+        "int8": int(bf16_bytes * INT8_WEIGHT_FRACTION) + overhead,
+        "nf4": int(bf16_bytes * NF4_WEIGHT_FRACTION) + overhead,
+    }
+    return bf16_bytes // 2 * dtype_bytes + overhead, quantized
+
+
+def resolve_quant(requested: str, device: torch.device, directory: Path, dtype: torch.dtype | None = None) -> str:
+    """``auto`` made concrete for this checkpoint on this device (CPU: for weights in ``dtype``, default
+    float32); explicit choices are checked and kept."""
     own = quantized_kind(directory)
     if own is not None:
         if requested == "none":
             raise UsageError(f"{directory}: holds {own}-quantized weights, which cannot run with --quant none")
         return own if requested == "auto" else choose_quant(requested, device, 0, None)
-    if requested != "auto" or device.type != "cuda":
+    if requested != "auto":
         return choose_quant(requested, device, 0, None)
-    import torch
+    if device.type == "cuda":
+        import torch
 
-    free, _ = torch.cuda.mem_get_info(device)
-    return choose_quant(requested, device, bf16_requirement(directory), free)
+        free, _ = torch.cuda.mem_get_info(device)
+        return choose_quant(requested, device, bf16_requirement(directory), free)
+    import psutil
+
+    overhead = kv_cache_bytes(_read_config(directory)) + ACTIVATION_HEADROOM
+    itemsize = dtype.itemsize if dtype is not None else 4
+    required, quantized = cpu_requirements(bf16_weight_bytes(directory), overhead, itemsize)
+    return choose_quant(requested, device, required, psutil.virtual_memory().available, quantized)
 
 
 def source_identity(directory: Path) -> dict[str, str]:

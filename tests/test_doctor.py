@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsocr_cli import doctor
+from dsocr_cli import doctor, quant
 from dsocr_cli.cli.app import main
 from dsocr_cli.doctor import Gpu, Report, check_memory
 from dsocr_cli.errors import ExitCode
@@ -23,7 +23,7 @@ def verdict(device: str, ram: int, gpu_free: int | None = None, dtype: str = "fl
     report = Report(dsocr="0", python="3", platform="test", packages={}, device=device, dtype=dtype)
     report.ram_available_bytes = ram
     report.weights_bytes = BF16 // 2 * itemsize
-    report.nf4_weights_bytes = int(BF16 * doctor.NF4_WEIGHT_FRACTION)
+    report.nf4_weights_bytes = int(BF16 * quant.NF4_WEIGHT_FRACTION)
     if gpu_free is not None:
         report.gpus = [Gpu(0, "test GPU", "8.0", 24 * GB, gpu_free, True)]
     check_memory(report, BF16, OVERHEAD)

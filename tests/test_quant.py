@@ -46,6 +46,8 @@ from dsocr_cli.quant import (
     bf16_weight_bytes,
     cache_entry,
     choose_quant,
+    cpu_requirements,
+    explain_quant,
     find_quantized,
     kv_cache_bytes,
     prepare_quantized,
@@ -486,3 +488,17 @@ def test_stale_build_folders_are_removed_by_the_next_run_that_looks_for_a_quanti
     assert running.exists() and elsewhere.exists() and recent.exists()
     for path in (running, elsewhere, recent):
         shutil.rmtree(path)
+
+
+def test_auto_quant_on_a_cpu_quantizes_only_when_ram_is_short_fastest_kind_first() -> None:
+    gb = 10**9
+    required, quantized = cpu_requirements(bf16_bytes=10 * gb, overhead=2 * gb, dtype_bytes=4)
+    assert required == 22 * gb and quantized == {"int8": 8 * gb, "nf4": 5 * gb}
+    assert choose_quant("auto", CPU, required, 22 * gb, quantized) == "none"  # fits: unquantized, the fastest
+    assert choose_quant("auto", CPU, required, 22 * gb - 1, quantized) == "int8"  # int8 decodes faster than nf4
+    assert choose_quant("auto", CPU, required, 8 * gb - 1, quantized) == "nf4"
+    kind, reason = explain_quant("auto", CPU, required, 4 * gb, quantized)
+    assert kind == "nf4" and "too little even for nf4" in reason
+    kind, reason = explain_quant("auto", CPU, required, 12 * gb, quantized)
+    assert kind == "int8" and "12.0 GB of RAM available" in reason and "22.0 GB" in reason
+    assert cpu_requirements(10 * gb, 2 * gb, dtype_bytes=2)[0] == 12 * gb  # bf16 compute: half the bytes

@@ -82,6 +82,8 @@ def report_table(report: Report) -> Table:
         table.add_row("device", f"{report.device}, {report.dtype}, quant {report.quant or '?'} (what auto picks)")
         if report.dtype_reason:
             table.add_row("dtype", escape(report.dtype_reason))
+        if report.quant_reason:
+            table.add_row("quant", escape(report.quant_reason))
         table.add_row("weights", f"about {human_size(report.weights_bytes)} ({report.dtype})")
     section("models")
     table.add_row("cache", escape(f"{report.cache_dir} ({human_size(report.cache_free_bytes or 0)} free)"))

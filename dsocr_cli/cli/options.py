@@ -104,7 +104,7 @@ DtypeOpt = Annotated[
     str, typer.Option("--dtype", envvar="DSOCR_DTYPE", help="auto, float32, bfloat16 or float16.")
 ]
 QuantOpt = Annotated[
-    QuantName, typer.Option("--quant", envvar="DSOCR_QUANT", help="bitsandbytes quantization; auto = none where memory allows (always on CPU, where it is fastest), else nf4.")
+    QuantName, typer.Option("--quant", envvar="DSOCR_QUANT", help="bitsandbytes quantization; auto = none where the weights fit in memory (the fastest), else nf4 on GPUs and int8, or nf4, on CPUs.")
 ]
 CompileOpt = Annotated[
     bool,

@@ -91,7 +91,7 @@ def local_backend(
         directory = source = hub.download(model, offline=offline, progress=loading).path
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        quant = resolve_quant(quant, torch_device, directory)
+        quant = resolve_quant(quant, torch_device, directory, torch_dtype)
         started = time.perf_counter()
         if quant != "none":
             directory = prepare_quantized(directory, quant, torch_device, notify=reporter.info)
