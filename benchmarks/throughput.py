@@ -2,7 +2,8 @@
 
     python benchmarks/throughput.py --device cpu|cuda --pages N --tokens T [--family v1|v2] [--mode M]
         [--full-size] [--batch-size B] [--quant none|nf4|int8] [--dtype auto|float32|bfloat16|float16]
-        [--experts auto|grouped_mm|batched_mm|eager|rows] [--no-stages] --json OUT.json
+        [--experts auto|grouped_mm|batched_mm|eager] [--prefill auto|single|batched] [--compile]
+        [--no-stages] --json OUT.json
 
 The model is DeepSeek-OCR v1's (or with ``--family v2`` DeepSeek-OCR-2's) architecture with random
 weights: a scaled-down configuration by default (``SCALED``/``SCALED_V2``, written as a checkpoint to a
@@ -44,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from dsocr_cli import defaults
 from dsocr_cli.devices import DTYPES, auto_dtype, resolve_device, resolve_dtype
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import VISION_SHARE, BatchedEngine, auto_batch_size, free_memory
+from dsocr_cli.generation.compiled import BACKEND
 from dsocr_cli.models.family import FamilyRunner
 from dsocr_cli.models.loading import ready
 from dsocr_cli.models.registry import load_runner
@@ -283,9 +285,9 @@ def run_baseline(runner: FamilyRunner, pages: list[Page], options: ConvertOption
 
 
 def run_engine(
-    runner: FamilyRunner, pages: list[Page], options: ConvertOptions, batch_size: int, meter: StepMeter | None = None
+    engine: BatchedEngine, pages: list[Page], options: ConvertOptions, meter: StepMeter | None = None
 ) -> tuple[dict, list[list[int]]]:
-    engine = BatchedEngine(runner, batch_size=batch_size, suppress_eos=True)
+    runner = engine.runner
     requests = [PageRequest(p.source, p.number, load=loader(p), options=options) for p in pages]
     outputs: list[list[int]] = []
     first_token: float | None = None
@@ -333,7 +335,9 @@ def report(result: dict, console: Console) -> None:
     console.print(
         f"engine/baseline tokens/s: {result['ratio']:.2f}x at batch {config['batch_size']}; "
         f"{config['pages']} pages x {config['tokens']} tokens, {config['mode']} mode, {config['dtype']}, "
-        f"quant {config['quant']}, experts {config['experts_implementation']}; engine tokens identical to "
+        f"quant {config['quant']}, experts {config['experts_implementation']}, prefill "
+        f"{'batched' if config['batched_prefill'] else 'single'}{', compiled' if config['compiled'] else ''}; "
+        f"engine tokens identical to "
         f"baseline on {result['identical_pages']}/{config['pages']} pages "
         f"({100 * result['token_agreement']:.1f}% of positions)"
     )
@@ -373,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--experts", default="auto", help="experts implementation (default: what dsocr picks for the device)"
     )
+    parser.add_argument(
+        "--prefill", choices=("auto", "single", "batched"), default="auto", help="engine prefill (auto: the device's default)"
+    )
+    parser.add_argument("--compile", action="store_true", help="engine decode steps compiled (dsocr --compile)")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown of one page")
     parser.add_argument("--json", type=Path, required=True, help="write the results here")
     args = parser.parse_args(argv)
@@ -402,7 +410,20 @@ def main(argv: list[str] | None = None) -> int:
         baseline, baseline_tokens = run_baseline(runner, pages, options)
         console.print(f"engine: batch size {batch_size}")
         meter = StepMeter(runner)
-        engine, engine_tokens = run_engine(runner, pages, options, batch_size, meter)
+        batched = BatchedEngine(
+            runner,
+            batch_size=batch_size,
+            suppress_eos=True,
+            compile=BACKEND if args.compile else None,
+            batched_prefill=None if args.prefill == "auto" else args.prefill == "batched",
+        )
+        compile_seconds = None
+        if args.compile:  # every bucket compiles before timing: a one-time cost, reported apart
+            console.print("engine: compiling decode steps (a warm-up run)")
+            started = time.perf_counter()
+            run_engine(batched, pages[:batch_size], replace(options, max_new_tokens=batch_size + 1))
+            compile_seconds = time.perf_counter() - started
+        engine, engine_tokens = run_engine(batched, pages, options, meter)
         stages = None
         if not args.no_stages:
             console.print("stages: one page through each stage")
@@ -440,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
             "guard": asdict(runner.guard_defaults("image")),
             "eos": "suppressed",
             "experts_implementation": text._experts_implementation,
+            "batched_prefill": batched.batched_prefill,
+            "compiled": args.compile,
+            "compile_seconds": compile_seconds,
         },
         "machine": machine(device),
     }

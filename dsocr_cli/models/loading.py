@@ -61,10 +61,22 @@ class Loaded:
         return self.model.dtype
 
 
+EXPERTS_IMPLEMENTATION = {"cpu": "grouped_mm", "cuda": "grouped_mm"}
+"""transformers' routed-experts implementation per device kind (``grouped_mm``, ``batched_mm`` or ``eager``).
+CPU: measured, grouped_mm is the fastest at every batch size (eager ~15% slower at 8 rows, batched_mm 3-4x
+slower: BENCHMARKS.md, ``benchmarks/throughput.py --experts``). CUDA: grouped_mm, transformers' own choice
+there (one grouped GEMM per projection), not yet measured by dsocr. Quantized experts
+(``dsocr_cli.models.quantized_experts``) have their own forward."""
+
+
 def ready(model: Any, tokenizer: Any, token_ids: TokenIds, source: Path) -> Loaded:
-    """Inference mode and the generation ids every model needs, however its weights were loaded
-    (``from_pretrained``, the quantized cache, a benchmark's random init)."""
+    """Inference mode, the device's experts implementation (``EXPERTS_IMPLEMENTATION``) and the generation
+    ids every model needs, however its weights were loaded (``from_pretrained``, the quantized cache, a
+    benchmark's random init)."""
     model.eval()
+    implementation = EXPERTS_IMPLEMENTATION.get(model.device.type)
+    if implementation is not None and model.config.text_config._experts_implementation != implementation:
+        model.set_experts_implementation(implementation)
     model.generation_config.bos_token_id = token_ids.bos
     model.generation_config.eos_token_id = token_ids.eos
     model.generation_config.pad_token_id = token_ids.eos

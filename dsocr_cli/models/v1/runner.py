@@ -218,7 +218,7 @@ class V1Runner:
         cache = DynamicCache(config=self.loaded.model.config.text_config)
         output = self.loaded.model(
             input_ids=torch.tensor([request.input_ids], device=self.loaded.device),
-            mm_encoder_outputs={"image": UnlimitedOcrModelOutputWithPooling(pooler_output=[features])},
+            mm_encoder_outputs={"image": self.encoder_output([features])},
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
@@ -266,15 +266,22 @@ class V1Runner:
         features: Sequence[torch.Tensor],
     ) -> torch.Tensor:
         """The decoder over padded prompts with their image features: hidden states (rows, L, hidden)."""
-        model = self.loaded.model
-        return model.model(
+        return self.loaded.model.model(
             input_ids=ids,
-            mm_encoder_outputs={"image": UnlimitedOcrModelOutputWithPooling(pooler_output=list(features))},
-            attention_mask=dict.fromkeys(model.config.text_config.layer_types, mask),
+            mm_encoder_outputs={"image": self.encoder_output(list(features))},
+            attention_mask=self.attention_mask(mask),
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
         ).last_hidden_state
+
+    def encoder_output(self, features: list[torch.Tensor]) -> UnlimitedOcrModelOutputWithPooling:
+        """Vision features as the model's forward takes them precomputed (``mm_encoder_outputs``)."""
+        return UnlimitedOcrModelOutputWithPooling(pooler_output=features)
+
+    def attention_mask(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A 4-D mask as v1's decoder takes it: one per layer type (its layers are all full attention)."""
+        return dict.fromkeys(self.loaded.model.config.text_config.layer_types, mask)
 
     def new_cache(self, rows: int, static: bool = False) -> RowCache:
         """An empty per-row key/value cache for up to ``rows`` sequences of this model (``static``: fixed-shape
@@ -315,10 +322,9 @@ class V1Runner:
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: RowCache
     ) -> torch.Tensor:
         """The decoder on one token per row: last hidden states (rows, hidden)."""
-        model = self.loaded.model
-        return model.model(
+        return self.loaded.model.model(
             input_ids=ids,
-            attention_mask=dict.fromkeys(model.config.text_config.layer_types, mask),
+            attention_mask=self.attention_mask(mask),
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,

@@ -4,8 +4,8 @@ v2's decoder is v1's network (DeepSeek-3B-MoE, same tokenizer, same prompts, sam
 runner is v1's (``dsocr_cli.models.v1.runner.V1Runner``: the one-page ``generate``, ``guard``,
 ``streamer``, ``new_cache``, ``kv_bytes_per_token``, ``encode_images``' batching, the output head,
 ``decode``) with v2's own pieces: modes and preprocessing (1024 view + 768 crops), the vision inputs of
-``DeepseekOcr2ForConditionalGeneration`` (no ``patches_grid``), its feature output class in ``prefill``,
-and a decode forward without v1's per-layer-type mask mapping.
+``DeepseekOcr2ForConditionalGeneration`` (no ``patches_grid``), its feature output class
+(``encoder_output``) and its mask as is, without v1's per-layer-type mapping (``attention_mask``).
 
 Fidelity: the batched calls are tested to give exactly the one-page result (float32), and the one-page
 result is the official DeepSeek-OCR-2 code's (tests/test_golden_v2.py: ids, grids, tokens, logits).
@@ -18,11 +18,9 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from transformers import DeepseekOcr2ForConditionalGeneration, DynamicCache
+from transformers import DeepseekOcr2ForConditionalGeneration
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2ModelOutputWithPooling
 
-from dsocr_cli.generation.kvcache import RowCache
-from dsocr_cli.generation.outcome import Prefill
 from dsocr_cli.models.family import ModeInfo
 from dsocr_cli.models.loading import Loaded
 from dsocr_cli.models.v1.prompts import Prompt, prompt_ids
@@ -85,42 +83,9 @@ class V2Runner(V1Runner):
     def page_vision_bytes(self, request: V2Request) -> tuple[int, int]:  # type: ignore[override]
         return self.view_bytes(request.image.global_view.shape[-1]), (request.views - 1) * self.view_bytes(TILE_SIZE)
 
-    @torch.inference_mode()
-    def prefill(self, request: V2Request, features: torch.Tensor) -> Prefill:  # type: ignore[override]
-        """One page's prompt through the decoder, as the first step of ``generate`` runs it."""
-        cache = DynamicCache(config=self.loaded.model.config.text_config)
-        output = self.loaded.model(
-            input_ids=torch.tensor([request.input_ids], device=self.loaded.device),
-            mm_encoder_outputs={"image": DeepseekOcr2ModelOutputWithPooling(pooler_output=[features])},
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        return Prefill(
-            logits=output.logits[0, -1].float(), layer_kv=[(layer.keys, layer.values) for layer in cache.layers]
-        )
+    def encoder_output(self, features: list[torch.Tensor]) -> DeepseekOcr2ModelOutputWithPooling:  # type: ignore[override]
+        return DeepseekOcr2ModelOutputWithPooling(pooler_output=features)
 
-    def batch_prefill_forward(  # type: ignore[override]
-        self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        cache: DynamicCache,
-        features: Sequence[torch.Tensor],
-    ) -> torch.Tensor:
-        return self.loaded.model.model(
-            input_ids=ids,
-            mm_encoder_outputs={"image": DeepseekOcr2ModelOutputWithPooling(pooler_output=list(features))},
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-        ).last_hidden_state
-
-    def eager_decode_forward(
-        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: RowCache
-    ) -> torch.Tensor:
-        """The decoder on one token per row (v2's decoder takes the row mask as is): (rows, hidden)."""
-        return self.loaded.model.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-        ).last_hidden_state[:, -1]
+    def attention_mask(self, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """v2's decoder takes the 4-D mask as is."""
+        return mask
