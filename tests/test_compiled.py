@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,9 @@ def test_compiled_static_steps_give_the_one_page_tokens_while_rows_end_and_refil
     assert [(o.result.token_ids, o.result.finished) for o in outcomes] == [(r.token_ids, r.finished) for r in single]
 
 
+@pytest.mark.skipif(
+    not any(shutil.which(name) for name in ("g++", "c++", "clang++")), reason="inductor needs a C++ compiler"
+)
 def test_inductor_compiled_steps_give_the_one_page_tokens(tiny_checkpoint: Path) -> None:
     runner = load_runner(tiny_checkpoint, torch.device("cpu"), torch.float32)
     options = ConvertOptions(mode="tiny", max_new_tokens=6, ngram_size=0)
