@@ -102,7 +102,7 @@ def test_decode_on_a_random_weight_model_writes_the_fox_table_json_and_a_plot(
             assert 0 <= entry["precision"] <= 1 and 0 <= entry["edit_distance"] <= 1
     table = report["fox_table"]
     assert sum(bucket["pages"] for bucket in table) == 2 and set(table[0]["modes"]) == {"tiny", "small"}
-    assert len(report["paper_reference"]) == 14
+    assert len(report["paper_reference"]) == 4
     assert "Fox-style table" in run.stderr and "tiny" in run.stderr
     plot = Image.open(tmp_path / "lab" / "plot.png").convert("RGB")
     assert plot.size == (WIDTH, HEIGHT)
