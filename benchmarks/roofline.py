@@ -4,7 +4,8 @@ A decode step of a mixture-of-experts decoder reads every weight it uses once: t
 weights of every layer, the shared experts, the routers, the output head, the embedding rows of its
 tokens, the key/value cache of every live row, and only the routed experts that at least one row of the
 step chose (``RouteCounter`` records them per layer and step with forward pre-hooks on the experts
-modules). So with ``distinct[l]`` experts of ``E`` hit in layer ``l``:
+modules; compiled steps run no hooks, so there the uniform-routing expectation stands in, and the run says
+so). So with ``distinct[l]`` experts of ``E`` hit in layer ``l``:
 
     bytes = dense_bytes + sum_l distinct[l] / E * expert_bytes[l] + rows * embedding_row_bytes
             + sum_rows (length + 1) * kv_bytes_per_token
@@ -91,6 +92,8 @@ class DecoderWeights:
     embedding_row_bytes: int
     layers: int
     hidden: int
+    top_k: int = 0
+    """Experts each token is routed to."""
 
     @classmethod
     def of(cls, language_model: torch.nn.Module, lm_head: torch.nn.Module) -> DecoderWeights:
@@ -109,7 +112,14 @@ class DecoderWeights:
             embedding_row_bytes=embed.weight.shape[1] * embed.weight.element_size(),
             layers=config.num_hidden_layers,
             hidden=config.hidden_size,
+            top_k=config.num_experts_per_tok,
         )
+
+    def expected_routes(self, rows: int) -> tuple[list[int], int]:
+        """Distinct experts per MoE layer and (token, expert) pairs of a step whose routes were not seen (a
+        compiled step runs no Python hooks): their expectation for uniform routing, E * (1 - (1 - k/E)^rows)."""
+        distinct = [round(e * (1 - (1 - self.top_k / e) ** rows)) for e in self.experts_per_layer]
+        return distinct, rows * self.top_k * len(self.experts_per_layer)
 
 
 def logical_numel(tensor: torch.Tensor) -> int:
@@ -211,6 +221,8 @@ class StepMeter:
         self.counter = RouteCounter()
         self.language_model = language_model
         self.steps: list[StepCost] = []
+        self.estimated = False
+        """Routes were estimated (``DecoderWeights.expected_routes``), not recorded."""
 
     @contextmanager
     def measuring(self) -> Iterator[StepMeter]:
@@ -226,6 +238,9 @@ class StepMeter:
             _sync(device)
             seconds = time.perf_counter() - started
             distinct, pairs = self.counter.stop()
+            if not distinct:  # compiled: the hooks did not run
+                self.estimated = True
+                distinct, pairs = self.weights.expected_routes(len(lengths))
             self.steps.append(
                 step_cost(self.weights, distinct, pairs, lengths, self.runner.kv_bytes_per_token, seconds)
             )

@@ -342,14 +342,14 @@ def report(result: dict, console: Console) -> None:
         f"({100 * result['token_agreement']:.1f}% of positions)"
     )
     roof, limits = result["roofline"], result["limits"]
-    if roof:
+    if roof.get("steps"):
         console.print(
             f"roofline: engine decode {roof['step_ms']:.1f} ms/step at {roof['mean_rows']:.1f} rows, "
             f"{roof['bytes_per_step'] / 1e6:.0f} MB and {roof['flops_per_step'] / 1e9:.2f} GFLOP per step; "
             f"read {roof['achieved_bytes_per_s'] / 1e9:.1f} of {limits['read_bytes_per_s'] / 1e9:.1f} GB/s measured "
             f"= {roof['of_memory_bound']:.2f} of the memory bound ({roof['memory_bound_ms']:.1f} ms), "
             f"{roof['of_roofline']:.2f} of the roofline ({roof['roofline_bound_ms']:.1f} ms; matmul peak "
-            f"{limits['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s)"
+            f"{limits['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s; routes {roof['routes']})"
         )
     stages = result.get("stages")
     if stages:
@@ -438,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": engine["tokens_per_s"] / baseline["tokens_per_s"],
         "identical_pages": sum(a == b for a, b in zip(baseline_tokens, engine_tokens, strict=True)),
         "token_agreement": token_agreement(baseline_tokens, engine_tokens),
-        "roofline": summarise(meter.steps, limits["read_bytes_per_s"], limits["matmul_flops_per_s"]),
+        "roofline": {
+            **summarise(meter.steps, limits["read_bytes_per_s"], limits["matmul_flops_per_s"]),
+            "routes": "estimated (uniform routing)" if meter.estimated else "recorded",
+        },
         "limits": limits,
         "stages": stages,
         "config": {
