@@ -286,16 +286,20 @@ def resolve_quant(requested: str, device: torch.device, directory: Path, dtype: 
         return own if requested == "auto" else choose_quant(requested, device, 0, None)
     if requested != "auto":
         return choose_quant(requested, device, 0, None)
+    try:
+        weights = bf16_weight_bytes(directory)
+        overhead = kv_cache_bytes(_read_config(directory)) + ACTIVATION_HEADROOM
+    except Exception:  # unreadable headers or config: no sizes to choose by; loading names the damaged file
+        return choose_quant(requested, device, 0, None)
     if device.type == "cuda":
         import torch
 
         free, _ = torch.cuda.mem_get_info(device)
-        return choose_quant(requested, device, bf16_requirement(directory), free)
+        return choose_quant(requested, device, weights + overhead, free)
     import psutil
 
-    overhead = kv_cache_bytes(_read_config(directory)) + ACTIVATION_HEADROOM
     itemsize = dtype.itemsize if dtype is not None else 4
-    required, quantized = cpu_requirements(bf16_weight_bytes(directory), overhead, itemsize)
+    required, quantized = cpu_requirements(weights, overhead, itemsize)
     return choose_quant(requested, device, required, psutil.virtual_memory().available, quantized)
 
 
