@@ -72,13 +72,10 @@ class V2Runner(V1Runner):
         return V2Request(input_ids=ids, image=image)
 
     def vision_inputs(self, requests: Sequence[V2Request]) -> dict:  # type: ignore[override]
-        device, dtype = self.loaded.device, self.loaded.dtype
-        tiles = [r.image.tiles for r in requests if r.image.tiles is not None]
-        return {
-            "pixel_values": torch.stack([r.image.global_view for r in requests]).to(device, dtype),
-            "pixel_values_local": torch.cat(tiles).to(device, dtype) if tiles else None,
-            "num_local_patches": [r.views - 1 for r in requests],
-        }
+        """v1's pixel tensors without ``patches_grid`` (v2's model takes none)."""
+        inputs = super().vision_inputs(requests)  # type: ignore[arg-type]
+        del inputs["patches_grid"]
+        return inputs
 
     def page_vision_bytes(self, request: V2Request) -> tuple[int, int]:  # type: ignore[override]
         return self.view_bytes(request.image.global_view.shape[-1]), (request.views - 1) * self.view_bytes(TILE_SIZE)
