@@ -39,3 +39,20 @@ def always_emit(token: int) -> Callable[[dict[str, torch.Tensor]], None]:
         tensors["lm_head.weight"][token, 0] = 1.0
 
     return rewrite
+
+
+def generate_with_first_logits(runner, request, max_new_tokens: int):
+    """Greedy tokens of ``request`` without a guard and the float32 logits of its first step (the prompt's last
+    position), taken from the same forward instead of running the prompt through the model twice."""
+    first: list[torch.Tensor] = []
+
+    def keep(module, args, output) -> None:
+        if not first:
+            first.append(output[0, -1].float().clone())
+
+    hook = runner.model.lm_head.register_forward_hook(keep)
+    try:
+        generation = runner.generate(request, max_new_tokens=max_new_tokens, ngram_size=0)
+    finally:
+        hook.remove()
+    return generation, first[0]

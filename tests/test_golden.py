@@ -18,6 +18,7 @@ from PIL import Image
 from dsocr_cli.models.v1.preprocess import MODES
 from dsocr_cli.models.v1.prompts import Prompt
 from dsocr_cli.testing.checkpoint import SHARD_NAME
+from tests.checkpoints import generate_with_first_logits
 from tests.conftest import FIXTURES
 
 GOLDEN = json.loads((FIXTURES / "golden_v1.json").read_text())
@@ -39,13 +40,10 @@ def test_fixture_matches_this_checkpoint_and_images(tiny_checkpoint: Path) -> No
 def results(tiny_runner) -> dict[str, dict]:
     """Run every golden case once through dsocr: prompt ids, first-step logits, 20 greedy tokens."""
     out = {}
-    model = tiny_runner.loaded.model
     for case in GOLDEN["cases"]:
         image = Image.open(FIXTURES / "images" / case["image"]).convert("RGB")
         request = tiny_runner.prepare(image, MODES[case["mode"]], Prompt("golden", case["prompt"]))
-        with torch.inference_mode():
-            logits = model(**tiny_runner.model_inputs(request)).logits[0, -1].float()
-        generation = tiny_runner.generate(request, max_new_tokens=20, ngram_size=0)
+        generation, logits = generate_with_first_logits(tiny_runner, request, max_new_tokens=20)
         out[case["id"]] = {"request": request, "logits": logits, "tokens": generation.token_ids}
     return out
 

@@ -27,6 +27,7 @@ from dsocr_cli.models.v1.prompts import Prompt
 from dsocr_cli.models.v2.modes import MODES
 from dsocr_cli.testing.checkpoint import SHARD_NAME
 from dsocr_cli.testing.checkpoint_v2 import write_checkpoint_v2
+from tests.checkpoints import generate_with_first_logits
 from tests.conftest import FIXTURES
 
 GOLDEN = json.loads((FIXTURES / "golden_v2.json").read_text())
@@ -80,9 +81,7 @@ def results(golden_checkpoint: Path) -> dict[str, dict]:
     out = {}
     for case in GOLDEN["cases"]:
         request = runner.prepare(read_page(case["image"]), MODES[case["mode"]], Prompt("golden", case["prompt"]))
-        with torch.inference_mode():
-            logits = runner.model(**runner.model_inputs(request)).logits[0, -1].float()
-        generation = runner.generate(request, max_new_tokens=20, ngram_size=0)
+        generation, logits = generate_with_first_logits(runner, request, max_new_tokens=20)
         out[case["id"]] = {"request": request, "logits": logits, "tokens": generation.token_ids}
     return out
 
