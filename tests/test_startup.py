@@ -23,6 +23,8 @@ HUB_CLIENT = ("httpx2", "httpx", "dsocr_cli.hub")
 """What importing dsocr's hub module costs (0.3 s): its HTTP client."""
 SERVER_STACK = ("fastapi", "starlette", "uvicorn", "dsocr_cli.server")
 """What ``dsocr serve`` imports when it runs, never before."""
+DOCUMENT_STACK = ("pymupdf", "numpy", "markdownify", "bs4")
+"""What opening a PDF or an image and writing Markdown load (0.4 s of start here), bound lazily."""
 SITECUSTOMIZE = """\
 import atexit, os, sys
 _log = os.environ.get("DSOCR_TEST_IMPORT_LOG")
@@ -114,6 +116,19 @@ def test_shell_completion_answers_at_once_without_the_model_stack(dsocr_process:
     assert run.stdout.split() == ["convert"]
     assert run.imported(*MODEL_STACK, *HUB_CLIENT, "pydantic") == []
     assert seconds < 1.0, f"completion: median {seconds:.2f} s"
+
+
+def test_a_run_whose_inputs_all_fail_loads_no_document_or_model_stack(
+    dsocr_process: ImportLog, tmp_path: Path
+) -> None:
+    (tmp_path / "noise.pdf").write_bytes(b"not a PDF at all")
+    run = dsocr_process.run("convert", "missing.pdf", "noise.pdf", "-o", "out", "-q", "--model", "never-loaded")
+    assert run.code == 3, run.stderr
+    assert run.stderr.splitlines() == [
+        "error: missing.pdf: no such file or directory",
+        "error: noise.pdf: unsupported file type (looks like plain text despite the .pdf extension)",
+    ]
+    assert run.imported(*MODEL_STACK, *DOCUMENT_STACK, *SERVER_STACK) == []
 
 
 def test_h_is_help_everywhere(dsocr_process: ImportLog) -> None:

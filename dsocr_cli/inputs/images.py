@@ -9,7 +9,6 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
-import numpy as np
 from PIL import (
     BmpImagePlugin,
     GifImagePlugin,
@@ -25,6 +24,9 @@ from PIL import (
 from dsocr_cli.errors import InputError
 from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.sniff import ImageFormat
+from dsocr_cli.lazy import lazy_module
+
+np = lazy_module("numpy")
 
 MAX_PIXELS = 100_000_000
 """Largest image accepted (100 MP): above a 600 dpi A3 scan, far below what would exhaust memory."""

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 
-import pymupdf
 from PIL import Image
 
 from dsocr_cli.defaults import DPI
 from dsocr_cli.inputs.discover import InputSource
 from dsocr_cli.inputs.text_layer import TextLayer, read_text_layer
+from dsocr_cli.lazy import lazy_module
+
+pymupdf = lazy_module("pymupdf")
 
 DEFAULT_DPI = DPI
 """``dsocr_cli.defaults.DPI``, under the name ``dsocr_cli.inputs`` exports."""
 
-_MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
-"""What PyMuPDF raises for a damaged file: its own RuntimeErrors and the raw MuPDF exceptions."""
+
+def _mupdf_errors() -> tuple[type[BaseException], ...]:
+    """What PyMuPDF raises for a damaged file: its own RuntimeErrors and the raw MuPDF exceptions."""
+    return (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 
 
 REPAIRED_WARNING = "damaged PDF repaired by MuPDF; pages may be blank or missing"
@@ -46,7 +50,7 @@ class PdfReader:
                 self._doc = pymupdf.open(location, filetype="pdf")
             else:
                 self._doc = pymupdf.open(stream=source.data, filetype="pdf")
-        except _MUPDF_ERRORS as exc:
+        except _mupdf_errors() as exc:
             raise source.fail("corrupt PDF, cannot be opened") from exc
         try:
             self._unlock(password)
@@ -91,7 +95,7 @@ class PdfReader:
             else:
                 matrix = pymupdf.Matrix(zoom, zoom)
             pixmap = page.get_pixmap(matrix=matrix, alpha=False, colorspace=pymupdf.csRGB)
-        except _MUPDF_ERRORS as exc:
+        except _mupdf_errors() as exc:
             reason = " ".join(str(exc.args[0]).split()) if exc.args else type(exc).__name__
             raise self._source.fail(f"page {number} cannot be rendered ({reason})") from exc
         finally:
@@ -102,7 +106,7 @@ class PdfReader:
         """Page ``number``'s own text layer, measured and read (None when MuPDF cannot read it: then OCR it)."""
         try:
             return read_text_layer(self._doc.load_page(number - 1))
-        except _MUPDF_ERRORS:
+        except _mupdf_errors():
             return None
         finally:
             self._note_repair()

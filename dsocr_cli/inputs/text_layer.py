@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-import pymupdf
-
+from dsocr_cli.lazy import lazy_module
 from dsocr_cli.postprocess.grounding import COORD_MAX
 from dsocr_cli.text_layer import TextLayerStats, count_chars
 
+pymupdf = lazy_module("pymupdf")
+
 TITLE_RATIO = 1.6
 SUBTITLE_RATIO = 1.2
-_TEXT_FLAGS = pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def read_text_layer(page: pymupdf.Page) -> TextLayer:
     """Measure and read ``page``'s text layer (a few milliseconds a page; no rendering)."""
     bounds = pymupdf.Rect(page.rect * page.derotation_matrix)  # extraction's space: the unrotated page
     bounds.normalize()
-    data = page.get_text("dict", flags=_TEXT_FLAGS)
+    data = page.get_text("dict", flags=_text_flags())
     images = [_clip(info["bbox"], bounds) for info in page.get_image_info()]
     images = [rect for rect in images if rect is not None]
     chars = invalid = 0
@@ -142,3 +142,8 @@ def union_area(rects: list[Rect]) -> float:
             covered += bottom - top
         total += covered * (right - left)
     return total
+
+
+def _text_flags() -> int:
+    """Ligatures and whitespace as drawn, text clipped to the media box."""
+    return pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP

@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from markdownify import markdownify
-
+from dsocr_cli.lazy import lazy_module
 from dsocr_cli.postprocess.sanitize import CELL_TAGS, TableSanitizer, feed, sanitize_markdown
+
+markdownify = lazy_module("markdownify")
 
 _LINE_BREAK_TAGS = frozenset({"br", "p", "div", "li", "ul", "ol"})
 _TABLE_EDGE = re.compile(r"<table\b[^>]*>|</table\s*>", re.IGNORECASE)
@@ -58,7 +59,7 @@ def table_to_markdown(table_html: str) -> str | None:
         return None
     # Sanitised tags never contain "|", so every "|" is cell text; markdownify leaves the backslash alone.
     escaped = reader.sanitised_html().replace("|", "\\|")
-    table = markdownify(escaped, table_infer_header=True, escape_asterisks=False, escape_underscores=False)
+    table = markdownify.markdownify(escaped, table_infer_header=True, escape_asterisks=False, escape_underscores=False)
     return sanitize_markdown(table.strip())
 
 

@@ -7,14 +7,16 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import pymupdf
 from PIL import Image, ImageDraw, ImageFont
 
 from dsocr_cli.errors import OutputError
+from dsocr_cli.lazy import lazy_module
 from dsocr_cli.postprocess.grounding import Block, box_to_pixels, parse_blocks
 from dsocr_cli.results import PageResult
 from dsocr_cli.writers.atomic import commit_temp, make_dir, temp_path
 from dsocr_cli.writers.base import DocumentWriter, Provenance, Writer
+
+pymupdf = lazy_module("pymupdf")
 
 _PALETTE = [
     (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import pymupdf
-
 from dsocr_cli import __version__
 from dsocr_cli.defaults import DPI
 from dsocr_cli.errors import OutputError
 from dsocr_cli.inputs.discover import InputSource
+from dsocr_cli.lazy import lazy_module
 from dsocr_cli.postprocess.grounding import COORD_MAX, parse_blocks
 from dsocr_cli.postprocess.markdown import page_text
 from dsocr_cli.results import PageResult
 from dsocr_cli.writers.atomic import commit_temp, make_dir, temp_path
 from dsocr_cli.writers.base import DocumentWriter, Provenance, Writer
+
+pymupdf = lazy_module("pymupdf")
 
 FONT_NAME = "FDsocrGlyphLess"
 """The text layer's font resource name on each page."""
