@@ -96,7 +96,8 @@ class ConfigFile:
         for key, value in self.values.items():
             name = parameter_for(command, key)
             if name is not None:
-                found[name] = value
+                # An option that may be repeated takes a list; a single string is one occurrence of it.
+                found[name] = [value] if isinstance(value, str) and _param(command, name).multiple else value
         return found
 
     def value_error(self, command: Any, name: str, reason: str) -> UsageError:

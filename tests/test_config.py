@@ -42,6 +42,19 @@ def test_option_names_from_the_config_file_set_the_options(
     assert page["mode"] == "tiny"
 
 
+@pytest.mark.parametrize("value", ['"md,json"', '["md", "json"]'])
+def test_format_in_the_config_file_takes_a_comma_list_or_an_array(
+    dsocr: Dsocr, config: Callable[[str], Path], eos_checkpoint: Path, value: str
+) -> None:
+    config(f'model = "{eos_checkpoint}"\nformat = {value}\nmax_tokens = 5\nmode = "tiny"\n')
+    make_image("scan.png")
+
+    run = dsocr("convert", "scan.png", "-o", "out")
+
+    assert (run.code, run.stderr) == (0, "")
+    assert sorted(path.name for path in Path("out").iterdir() if not path.name.startswith(".")) == ["scan.json", "scan.md"]
+
+
 def test_unknown_key_is_a_usage_error_naming_it_the_file_and_the_valid_keys(
     dsocr: Dsocr, config: Callable[[str], Path]
 ) -> None:

@@ -176,6 +176,22 @@ def test_md_json_pdf_come_from_one_model_pass_and_skip_existing_works_per_format
     assert files(tmp_path / "out") == ["scan.json", "scan.md", "scan.pdf"]
 
 
+def test_repeated_format_options_add_up_like_a_comma_list(dsocr, serve, tmp_path: Path, monkeypatch) -> None:
+    fake = serve(text=GROUNDED)
+    make_scanned_pdf(tmp_path / "scan.pdf", pages=1)
+
+    ok(dsocr("convert", "scan.pdf", "--server", fake.url, "-f", "md", "--format", "json,pdf", "-f", "hocr", "-o", "out"))
+
+    assert len(fake.chats) == 1
+    assert files(tmp_path / "out") == ["scan.hocr", "scan.json", "scan.md", "scan.pdf"]
+    # The environment variable, like the option, may list several.
+    monkeypatch.setenv("DSOCR_FORMAT", "txt,html")
+    ok(dsocr("convert", "scan.pdf", "--server", fake.url, "-o", "env"))
+    assert files(tmp_path / "env") == ["scan.html", "scan.txt"]
+    run = dsocr("convert", "scan.pdf", "--server", fake.url, "-f", "md", "-f", "markdown", "-o", "twice")
+    assert (run.code, run.stderr) == (1, "error: --format md,markdown: markdown is named twice\n")
+
+
 def test_hocr_has_block_level_boxes_in_page_pixels(dsocr, serve, tmp_path: Path) -> None:
     fake = serve(text=GROUNDED)
     make_png(tmp_path / "page.png", size=(999, 1998))

@@ -90,7 +90,7 @@ def convert(
     mode: ModeOpt = DEFAULT_MODE,
     prompt: PromptOpt = defaults.PROMPT,
     output_format: Annotated[
-        str,
+        list[str],
         typer.Option(
             "--format",
             "-f",
@@ -98,9 +98,9 @@ def convert(
             metavar="FORMAT[,FORMAT...]",
             autocompletion=complete_formats,
             help="Output format: markdown (md), html, text (txt), json, raw, pdf (searchable), hocr; several "
-            "comma-separated (md,json,pdf): one model pass, one output each.",
+            "comma-separated (md,json,pdf) or repeated (-f md -f json): one model pass, one output each.",
         ),
-    ] = "markdown",
+    ] = ["markdown"],  # noqa: B006 (Typer reads the default; nothing mutates it)
     output: OutputOpt = None,
     tables: Annotated[
         TableStyle, typer.Option("--tables", help="Markdown tables where lossless, or keep the model's HTML.")
@@ -232,7 +232,8 @@ def convert(
         check_page_separator(page_separator)
     except ValueError as exc:
         raise UsageError(f"--page-separator {page_separator!r}: {exc}") from None
-    formats = parse_formats(output_format)
+    format_text = ",".join(output_format)
+    formats = parse_formats(format_text)
     whole = [name for name in formats if name in ("json", "html", "hocr", "pdf")]
     if stream and whole:
         raise UsageError(f"--stream prints the model's text as it comes; --format {whole[0]} needs whole pages")
@@ -248,7 +249,7 @@ def convert(
     try:
         if len(formats) > 1 and output not in (None, "-") and any(output.lower().endswith(s) for s in suffixes):
             if not os.path.isdir(output):
-                raise UsageError(f"-o {output}: names one file, but --format {output_format} writes one per format; give -o DIR")
+                raise UsageError(f"-o {output}: names one file, but --format {format_text} writes one per format; give -o DIR")
         target = parse_output(output, suffix, len(sources), formats[0])
         if stream and not target.to_stdout:
             raise UsageError("--stream prints to stdout; it cannot be combined with -o")
