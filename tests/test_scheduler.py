@@ -11,12 +11,13 @@ import threading
 import time
 
 import pytest
+import torch
 
 from dsocr_cli.engine.backend import ConvertOptions, PageRequest
 from dsocr_cli.engine.batched import BatchedEngine
 from dsocr_cli.engine.local import LocalBackend
 from dsocr_cli.engine.scheduler import Scheduler
-from dsocr_cli.errors import InputError
+from dsocr_cli.errors import InputError, ModelError
 from dsocr_cli.results import Page
 from dsocr_cli.testing.images import make_page_image
 
@@ -88,6 +89,34 @@ def test_a_failing_request_fails_alone_and_the_scheduler_keeps_serving(tiny_runn
         again = scheduler.submit(request(page(3, 640, 480), options)).result(timeout=60)
         assert again.error is None and len(again.result.token_ids) == 4
         assert (scheduler.stats.pages, scheduler.stats.failed) == (2, 2)
+
+
+def test_out_of_memory_fails_only_a_page_that_streamed_text_and_restarts_the_others(tiny_runner, monkeypatch) -> None:
+    options = ConvertOptions(mode="tiny", max_new_tokens=6, ngram_size=0)
+    plain_page, streamed_page = page(1, 600, 500), page(2, 800, 600)
+    alone = LocalBackend(tiny_runner).convert(plain_page, options)
+    real_step, calls = tiny_runner.decode_step, []
+
+    def step_that_runs_out_of_memory_once_both_rows_decode(tokens, cache):
+        calls.append(len(tokens))
+        if len(tokens) == 2 and calls.count(2) == 3:  # both pages have generated tokens, the streamed one sent text
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return real_step(tokens, cache)
+
+    monkeypatch.setattr(tiny_runner, "decode_step", step_that_runs_out_of_memory_once_both_rows_decode)
+    pieces: list[str] = []
+    with Scheduler(BatchedEngine(tiny_runner), rows=2) as scheduler:
+        plain = scheduler.submit(request(plain_page, options))
+        streamed = scheduler.submit(
+            PageRequest(streamed_page.source, 2, load=lambda: streamed_page, options=options, on_text=pieces.append)
+        )
+        with pytest.raises(ModelError, match=r"out of memory on cpu while streaming this page in a batch; its text"):
+            streamed.result(timeout=120)
+        outcome = plain.result(timeout=120)
+        assert (scheduler.stats.rows, scheduler.stats.failed) == (1, 1)
+    assert "".join(pieces)  # it had streamed text: restarting it would have sent that text twice
+    assert outcome.error is None and outcome.result.token_ids == alone.token_ids  # restarted, same tokens
+    assert max(calls[calls.index(2) + 3 :]) == 1  # the batch was halved
 
 
 def test_a_closed_scheduler_refuses_new_requests_and_drains_running_ones(tiny_runner) -> None:

@@ -215,22 +215,35 @@ class BatchedEngine:
         an unknown mode is the family's ``UsageError``."""
         return self.runner.prepare_image(page.image, request.options.mode)
 
-    def shrink(self, rows: int, pages: Sequence[LivePage], retries: deque[LivePage]) -> int:
+    def shrink(self, rows: int, pages: Sequence[LivePage], retries: deque[LivePage]) -> tuple[int, list[LivePage]]:
         """Out of memory: halve the batch and restart its pages from their prompts; at one row, give up
-        with advice. Restarted pages produce exactly what they would have (greedy decoding is deterministic)."""
+        with advice. Restarted pages produce exactly what they would have (greedy decoding is deterministic).
+
+        A page that has already streamed text cannot restart (its reader has that text): such pages are
+        returned, for the caller to fail with ``streamed_out_of_memory``, and only the others restart."""
         device = self.runner.device
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        if rows == 1 or any(page.streamer is not None for page in pages):
+        if rows == 1:
             raise ModelError(
                 f"out of memory on {device} even one page at a time; try --quant nf4, a smaller --mode "
                 "or --max-tokens, or --device cpu"
             )
+        lost = [page for page in pages if page.streamer is not None and page.generated]
         for page in sorted(pages, key=lambda page: page.index, reverse=True):
+            if page in lost:
+                continue
             again = self.live_page(page.index, page.request, page.page, page.prepared, page.options)
             again.earlier_seconds, again.retried = page.earlier_seconds, page.retried
             retries.appendleft(again)
-        return max(1, rows // 2)
+        return max(1, rows // 2), lost
+
+    def streamed_out_of_memory(self) -> ModelError:
+        """The error of a page that ran out of memory in a batch after streaming part of its text."""
+        return ModelError(
+            f"out of memory on {self.runner.device} while streaming this page in a batch; its text so far was "
+            "sent, so it is not restarted: send it again (the batch is now smaller)"
+        )
 
     def admit(self, item: Loaded[PreparedPage]) -> LivePage:
         """A loaded page as a batch member: prompt ids (tokenized here, on the model thread) and its guard."""

@@ -17,7 +17,8 @@ future (a client that went away): a waiting page is dropped, a decoding one free
 model (NaN/inf logits, running out of memory at one row, a bug) fails the futures of the pages it was
 running with that exception and the scheduler goes on with the next requests (a fresh cache); the ordered
 stream re-raises it, which stops a conversion as before. Out of memory with more than one row halves the
-batch and restarts its pages from their prompts (greedy decoding gives the same tokens).
+batch and restarts its pages from their prompts (greedy decoding gives the same tokens), except a page that
+has already streamed text to its client: that one fails alone.
 
 ``stats`` counts what ``/metrics`` reports: requests, pages, generated tokens, decode steps and the rows
 they ran (``rows / steps`` is the mean batch occupancy), the queue and the live rows now.
@@ -297,11 +298,15 @@ class Scheduler:
                 running = [*live, *(page for page in starting if page not in live)]
                 live.clear()
                 try:
-                    rows = engine.shrink(rows, running, retries)
+                    rows, streamed = engine.shrink(rows, running, retries)
                 except Exception as exc:  # one row does not fit: those pages fail, the next ones get a try
                     if self.ordered:
                         raise
                     self._fail(running, exc)
+                else:
+                    if streamed and self.ordered:  # never: a conversion streams one page at a time
+                        raise engine.streamed_out_of_memory()
+                    self._fail(streamed, engine.streamed_out_of_memory())
                 self.stats.rows = rows
                 cache = engine.new_cache(rows)
                 continue
