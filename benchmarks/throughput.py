@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py --device cpu|cuda --pages N --tokens T [--family v1|v2] [--mode M]
         [--full-size] [--batch-size B] [--quant none|nf4|int8] [--dtype auto|float32|bfloat16|float16]
-        [--experts auto|grouped_mm|batched_mm|eager] [--prefill auto|single|batched] [--compile]
+        [--experts auto|dsocr_threaded|grouped_mm|batched_mm|eager] [--prefill auto|single|batched] [--compile]
         [--no-stages] --json OUT.json
 
 The model is DeepSeek-OCR v1's (or with ``--family v2`` DeepSeek-OCR-2's) architecture with random

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from dsocr_cli.errors import ModelError
+from dsocr_cli.models import cpu_experts
 from dsocr_cli.models.tokenizer import TokenIds
 
 
@@ -61,12 +62,13 @@ class Loaded:
         return self.model.dtype
 
 
-EXPERTS_IMPLEMENTATION = {"cpu": "grouped_mm", "cuda": "grouped_mm"}
-"""transformers' routed-experts implementation per device kind (``grouped_mm``, ``batched_mm`` or ``eager``).
-CPU: measured, grouped_mm is the fastest at every batch size (eager ~15% slower at 8 rows, batched_mm 3-4x
-slower: BENCHMARKS.md, ``benchmarks/throughput.py --experts``). CUDA: grouped_mm, transformers' own choice
-there (one grouped GEMM per projection), not yet measured by dsocr. Quantized experts
-(``dsocr_cli.models.quantized_experts``) have their own forward."""
+EXPERTS_IMPLEMENTATION = {"cpu": cpu_experts.NAME, "cuda": "grouped_mm"}
+"""The routed-experts implementation per device kind (transformers' ``grouped_mm``, ``batched_mm``, ``eager``,
+or dsocr's ``cpu_experts.NAME``). CPU: dsocr's threaded form, which is grouped_mm except at float32 decode
+sizes, where it measured 1.4-1.9x faster at 4-16 rows (of the others, grouped_mm is the fastest at every
+batch size: eager ~15% slower at 8 rows, batched_mm 3-4x slower; BENCHMARKS.md, ``benchmarks/throughput.py
+--experts``). CUDA: grouped_mm, transformers' own choice there (one grouped GEMM per projection), not yet
+measured by dsocr. Quantized experts (``dsocr_cli.models.quantized_experts``) have their own forward."""
 
 
 def ready(model: Any, tokenizer: Any, token_ids: TokenIds, source: Path) -> Loaded:
