@@ -1,9 +1,9 @@
 """Linear layers at decode sizes on the CPU: ``W @ x^T`` instead of ``nn.Linear``'s ``x @ W^T``.
 
 For a few rows against a weight matrix, MKL's transposed-weight product (what ``nn.Linear`` runs) reads the
-weights at a fraction of the bandwidth the other orientation reaches on AMD CPUs: 2.4x slower at 4 rows
-over the decoder's projection shapes on the machine in BENCHMARKS.md (1.5-1.9x at 2-32 rows, equal at 1,
-where both give the same bits). The output head already ran this way (``V1Runner.output_head``).
+weights at a fraction of the bandwidth the other orientation reaches on AMD CPUs: over the decoder's
+projection shapes on the machine in BENCHMARKS.md, 1.4-2.9x slower at 2-32 rows, equal at 1 row, where both
+give the same bits (``benchmarks/cpu_linear.py``). The output head (``V1Runner.output_head``) runs through it too.
 
 Rules: a plain ``nn.Linear`` (quantized layers are other classes and keep their own forward) on float32 CPU
 tensors with ``MIN_ROWS`` to ``MAX_ROWS`` rows (all leading dimensions together) and not inside
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 MIN_ROWS = 2
 """Fewest rows for ``W @ x^T`` (at one row both orientations are the same product)."""
 MAX_ROWS = 32
-"""Most rows for it: decode steps (measured 1.5-2.4x faster at 2-32 rows); prefill keeps ``nn.Linear``."""
+"""Most rows for it: decode steps (measured 1.4-2.9x faster at 2-32 rows); prefill keeps ``nn.Linear``."""
 
 
 def takes_transposed(weight: torch.Tensor, inputs: torch.Tensor) -> bool:

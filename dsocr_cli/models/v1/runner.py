@@ -338,17 +338,9 @@ class V1Runner:
         ).last_hidden_state[:, -1]
 
     def output_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits for a few rows of hidden states.
-
-        On the CPU in float32 the head is applied as ``W @ h^T`` instead of ``nn.Linear``'s ``h @ W^T``:
-        for a few rows against the (vocab x hidden) matrix, MKL's transposed-weight path is 2-3x slower on
-        AMD CPUs (full-size head, 8 rows: 301 vs 100 ms on the machine in BENCHMARKS.md). dsocr never
-        quantizes the head, so it is always a plain ``nn.Linear``.
-        """
-        head = self.loaded.model.lm_head
-        if hidden.device.type == "cpu" and hidden.dtype == torch.float32:
-            return torch.mm(head.weight, hidden.T).T
-        return head(hidden)
+        """Logits for a few rows of hidden states: the model's head (never quantized), which on float32 CPUs
+        runs as ``W @ h^T`` at decode sizes like every linear layer (``models.cpu_linear``)."""
+        return self.loaded.model.lm_head(hidden)
 
     def decode(self, token_ids: list[int]) -> str:
         """Model text with special tokens kept: tables, boxes and grounding tags are special tokens."""
