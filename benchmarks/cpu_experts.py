@@ -99,9 +99,14 @@ def main() -> None:
                 f"{row['speedup']:.2f}x, identical {row['identical']}",
                 flush=True,
             )
+    write_results(args.json, results=results)
+
+
+def write_results(path: Path, **payload: object) -> None:
+    """``payload`` as JSON at ``path``, with the machine it was measured on."""
     machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__}  # fmt: skip
-    args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    path.write_text(json.dumps({"machine": machine, **payload}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ alternate over rounds, best of each; reported per row count: ms for all shapes, 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from cpu_experts import write_results  # this script's folder is on sys.path
 from torch.nn import functional as F
 
 SHAPES = [(1280, 1280), (3584, 1280), (1280, 1792), (13696, 1280), (1280, 6848)]
@@ -59,9 +58,7 @@ def main() -> None:
                 f"{row['speedup']:.2f}x, identical {identical}",
                 flush=True,
             )
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__}  # fmt: skip
-    args.json.write_text(json.dumps({"machine": machine, "shapes": SHAPES, "results": results}, indent=2) + "\n")
+    write_results(args.json, shapes=SHAPES, results=results)
 
 
 if __name__ == "__main__":
