@@ -230,8 +230,9 @@ class BatchedEngine:
                 "or --max-tokens, or --device cpu"
             )
         lost = [page for page in pages if page.streamer is not None and page.generated]
+        kept = {page.index for page in pages} - {page.index for page in lost}
         for page in sorted(pages, key=lambda page: page.index, reverse=True):
-            if page in lost:
+            if page.index not in kept:
                 continue
             again = self.live_page(page.index, page.request, page.page, page.prepared, page.options)
             again.earlier_seconds, again.retried = page.earlier_seconds, page.retried
