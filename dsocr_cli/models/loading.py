@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from dsocr_cli.errors import ModelError
-from dsocr_cli.models import cpu_experts, cpu_linear
+from dsocr_cli.models import cpu_experts, cpu_linear, sam_attention
 from dsocr_cli.models.tokenizer import TokenIds
 
 
@@ -73,14 +73,17 @@ measured by dsocr. Quantized experts (``dsocr_cli.models.quantized_experts``) ha
 
 def ready(model: Any, tokenizer: Any, token_ids: TokenIds, source: Path) -> Loaded:
     """Inference mode, the device's experts implementation (``EXPERTS_IMPLEMENTATION``), decode-sized linear
-    layers as ``W @ x^T`` on float32 CPUs (``cpu_linear``) and the generation ids every model needs, however
-    its weights were loaded (``from_pretrained``, the quantized cache, a benchmark's random init)."""
+    layers as ``W @ x^T`` on float32 CPUs (``cpu_linear``), SAM's global attention a slice at a time on CPUs
+    (``sam_attention``) and the generation ids every model needs, however its weights were loaded
+    (``from_pretrained``, the quantized cache, a benchmark's random init)."""
     model.eval()
     implementation = EXPERTS_IMPLEMENTATION.get(model.device.type)
     if implementation is not None and model.config.text_config._experts_implementation != implementation:
         model.set_experts_implementation(implementation)
     if model.device.type == "cpu" and model.dtype == torch.float32:
         cpu_linear.use_transposed_linears(model)
+    if model.device.type == "cpu":
+        sam_attention.use_sliced_sam_attention(model)
     model.generation_config.bos_token_id = token_ids.bos
     model.generation_config.eos_token_id = token_ids.eos
     model.generation_config.pad_token_id = token_ids.eos

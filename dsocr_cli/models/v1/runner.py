@@ -192,7 +192,9 @@ class V1Runner:
     def view_bytes(self, side: int) -> int:
         """Peak activation bytes of one ``side`` px view in the vision encoder: SAM's global attention
         materialises a heads x patches^2 relative-position bias (float32 at worst) and up to two more
-        buffers of that size while adding and reshaping it."""
+        buffers of that size while adding and reshaping it. On the CPU it is built a slice of at most
+        ``sam_attention.SLICE_BYTES`` at a time, so there this is an upper bound (kept: encoding more pages
+        per call gains nothing on a compute-bound CPU)."""
         heads = self.loaded.model.config.vision_config.sam_config.num_attention_heads
         patches = (side // PATCH_SIZE) ** 2
         return 3 * heads * patches * patches * 4
