@@ -5,8 +5,8 @@ Both families' vision encoders start with SAM-B, whose attention adds a decompos
 code) materialises that bias for every image and head at once, (images x heads, N, N) for N patches: 805 MB
 in float32 for a 1,024 px global view, 737 MB for six 640 px tiles. It builds it from two einsum outputs
 whose memory is laid out (width, batch, ...), so the broadcast add writes a permuted tensor and the reshape
-that follows copies all of it again with a cache-hostile stride: on the CPU in BENCHMARKS.md these two
-passes took a third of the full-size encoder's time on a Gundam page.
+that follows copies all of it again with a cache-hostile stride. On a CPU those two passes cost more than the
+attention itself (BENCHMARKS.md, "SAM's global attention").
 
 Rules (``sam_attention_forward``):
 
@@ -15,10 +15,11 @@ Rules (``sam_attention_forward``):
   ``SLICE_BYTES`` (one image-head at least), and each slice of image-heads goes through the same
   ``scaled_dot_product_attention`` call on its rows of query, key, value and bias. The bias values are the
   same additions of the same numbers, and attention never mixes image-heads, so the output is bit for bit
-  transformers' (``tests/test_sam_attention.py`` checks both families at official and scaled sizes).
+  transformers' (``tests/test_sam_attention.py`` checks both families at SAM-B's width and smaller ones, float32
+  and bfloat16).
 - It applies to SAM's global-attention layers (window size 0) in both families' SDPA attention on the CPU
-  (``use_sliced_sam_attention``, called by ``models.loading.ready`` for CPU models): 1.6-2.1x faster per layer
-  there. The windowed layers (14 x 14 patches, 0.15 MB of bias per image-head) measured 0.85-1.12x and keep
+  (``use_sliced_sam_attention``, called by ``models.loading.ready`` for CPU models). The windowed layers (14 x 14
+  patches, 0.15 MB of bias per image-head) gained nothing beyond noise (``benchmarks/sam_attention.py``) and keep
   transformers' forward, as do layers without relative positions, calls asking for attention weights and other
   devices (not measured on a GPU).
 """
