@@ -1,11 +1,14 @@
 """Time the official decoder's linear shapes at decode sizes on the CPU: ``nn.Linear`` (``x @ W^T``) against
-``W @ x^T`` (``dsocr_cli.models.cpu_linear``).
+``W @ x^T`` and oneDNN's product (the forms ``dsocr_cli.models.cpu_linear`` chooses from).
 
 Shapes (out x in): attention projection 1280 x 1280, shared experts' gate/up 3584 x 1280 and down 1280 x 1792,
 the dense first layer's gate/up 13696 x 1280 and down 1280 x 6848; float32, random weights; the two forms
-alternate over rounds, best of each; reported per row count: ms for all shapes, the ratio, bit-identity.
+alternate over rounds, best of each; reported per row count: ms for all shapes, the ratios, bit-identity.
 
     python benchmarks/cpu_linear.py --json benchmarks/results/cpu_linear.json
+
+``--decode-step scaled|official`` also builds the throughput benchmark's v1 model (random weights) and times
+its one-row decode step (a 1,000-position cache) with ``cpu_linear``'s oneDNN rule on and off, alternating.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from cpu_experts import write_results  # this script's folder is on sys.path
 from torch.nn import functional as F
 
 SHAPES = [(1280, 1280), (3584, 1280), (1280, 1792), (13696, 1280), (1280, 6848)]
+ONEDNN = torch.ops.mkldnn._linear_pointwise
 
 
 def best(call, rounds: int) -> float:
@@ -31,10 +35,46 @@ def best(call, rounds: int) -> float:
     return fastest
 
 
+def decode_step(size: str, rounds: int) -> dict:
+    """Best and median ms of the v1 model's one-row decode step with and without the oneDNN rule."""
+    import statistics
+    import tempfile
+
+    from throughput import build_runner
+
+    from dsocr_cli.models import cpu_linear
+
+    with tempfile.TemporaryDirectory() as workdir:
+        runner = build_runner("v1", size == "official", torch.device("cpu"), torch.float32, "none", Path(workdir))
+    text = runner.model.config.text_config
+    cache = runner.new_cache(1)
+    shape = (1, text.num_key_value_heads, 1000, cache.keys[0].shape[-1])
+    cache.append([(torch.randn(shape) * 0.1, torch.randn(shape) * 0.1) for _ in range(text.num_hidden_layers)])
+    cache.reserve(1, 1000 + 4 * rounds * 4)
+    onednn, times = cpu_linear._ONEDNN, {"onednn": [], "mkl": []}
+    try:
+        for _ in range(rounds):
+            for form in times:
+                cpu_linear._ONEDNN = onednn if form == "onednn" else None
+                runner.decode_step([100], cache)
+                for _ in range(3):
+                    started = time.perf_counter()
+                    runner.decode_step([100], cache)
+                    times[form].append(time.perf_counter() - started)
+    finally:
+        cpu_linear._ONEDNN = onednn
+    row = {"size": size, **{f"{form}_best_ms": round(min(t) * 1e3, 1) for form, t in times.items()},
+           **{f"{form}_median_ms": round(statistics.median(t) * 1e3, 1) for form, t in times.items()}}  # fmt: skip
+    print(f"{size} one-row decode step: MKL {row['mkl_best_ms']} ms best ({row['mkl_median_ms']} median), "
+          f"oneDNN {row['onednn_best_ms']} ms ({row['onednn_median_ms']})", flush=True)  # fmt: skip
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--decode-step", choices=["scaled", "official"], action="append", default=[])
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
@@ -47,18 +87,24 @@ def main() -> None:
             pairs = list(zip(inputs, weights, strict=True))
             linear = best(lambda pairs=pairs: [F.linear(x, w) for x, w in pairs], args.rounds)
             transposed = best(lambda pairs=pairs: [torch.mm(w, x.T).T for x, w in pairs], args.rounds)
+            onednn = best(lambda pairs=pairs: [ONEDNN(x, w, None, "none", [], "") for x, w in pairs], args.rounds)
             identical = all(torch.equal(F.linear(x, w), torch.mm(w, x.T).T) for x, w in pairs)
             row = {"rows": rows, "linear_ms": round(linear * 1e3, 2), "transposed_ms": round(transposed * 1e3, 2),
+                   "onednn_ms": round(onednn * 1e3, 2),
                    "linear_gb_per_s": round(read / linear / 1e9, 1), "transposed_gb_per_s": round(read / transposed / 1e9, 1),
-                   "speedup": round(linear / transposed, 2), "identical": identical}  # fmt: skip
+                   "onednn_gb_per_s": round(read / onednn / 1e9, 1),
+                   "speedup": round(linear / transposed, 2), "onednn_speedup": round(linear / onednn, 2),
+                   "identical": identical}  # fmt: skip
             results.append(row)
             print(
                 f"{rows:3d} rows: nn.Linear {row['linear_ms']:6.2f} ms ({row['linear_gb_per_s']:4.1f} GB/s), "
                 f"W @ x^T {row['transposed_ms']:6.2f} ms ({row['transposed_gb_per_s']:4.1f} GB/s): "
-                f"{row['speedup']:.2f}x, identical {identical}",
+                f"{row['speedup']:.2f}x, identical {identical}; oneDNN {row['onednn_ms']:6.2f} ms "
+                f"({row['onednn_gb_per_s']:4.1f} GB/s): {row['onednn_speedup']:.2f}x",
                 flush=True,
             )
-    write_results(args.json, shapes=SHAPES, results=results)
+    steps = [decode_step(size, 4) for size in args.decode_step]
+    write_results(args.json, shapes=SHAPES, results=results, decode_steps=steps)
 
 
 if __name__ == "__main__":

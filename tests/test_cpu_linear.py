@@ -39,3 +39,46 @@ def test_only_float32_decode_sizes_take_it(rows: int, dtype: torch.dtype, taken:
 def test_a_cpu_model_gets_it_on_its_plain_linears(tiny_runner) -> None:
     linears = [m for m in tiny_runner.loaded.model.modules() if type(m) is nn.Linear]
     assert linears and all(m.forward.__func__ is cpu_linear.linear_forward for m in linears)
+
+
+needs_onednn = pytest.mark.skipif(cpu_linear.onednn_linear() is None, reason="this torch build has no oneDNN")
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(1, 96), (1, 1, 96)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_row_in_inference_is_onednns_product_within_rounding(shape: tuple[int, ...], bias: bool) -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 160, bias=bias)
+    inputs = torch.randn(*shape)
+    with torch.inference_mode():
+        expected = layer(inputs)
+        cpu_linear.use_transposed_linears(layer)
+        calls = []
+        real = cpu_linear._ONEDNN
+
+        def spy(*args):
+            calls.append(args[0].shape)
+            return real(*args)
+
+        cpu_linear._ONEDNN = spy
+        try:
+            got = layer(inputs)
+        finally:
+            cpu_linear._ONEDNN = real
+    assert calls == [(1, 96)] and got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    ("rows", "dtype", "grad", "taken"),
+    [(1, torch.float32, False, True), (1, torch.float32, True, False), (2, torch.float32, False, False),
+     (1, torch.bfloat16, False, False)],
+)  # fmt: skip
+def test_only_float32_single_rows_without_autograd_take_onednn(
+    rows: int, dtype: torch.dtype, grad: bool, taken: bool
+) -> None:
+    weight = torch.zeros(8, 16, dtype=dtype)
+    with torch.set_grad_enabled(grad):
+        assert cpu_linear.takes_onednn(weight, torch.zeros(rows, 16, dtype=dtype)) is taken

@@ -1,20 +1,29 @@
-"""Linear layers at decode sizes on the CPU: ``W @ x^T`` instead of ``nn.Linear``'s ``x @ W^T``.
+"""Linear layers at decode sizes on the CPU: ``W @ x^T`` at 2-32 rows and oneDNN's product at one row, instead of
+``nn.Linear``'s MKL ``x @ W^T``.
 
 For a few rows against a weight matrix, MKL's transposed-weight product (what ``nn.Linear`` runs) reads the
 weights at a fraction of the bandwidth the other orientation reaches on AMD CPUs: over the decoder's
-projection shapes on the machine in BENCHMARKS.md, 1.4-2.9x slower at 2-32 rows, equal at 1 row, where both
-give the same bits (``benchmarks/cpu_linear.py``). The output head (``V1Runner.output_head``) runs through it too.
+projection shapes on the machine in BENCHMARKS.md, 1.4-2.9x slower at 2-32 rows (``benchmarks/cpu_linear.py``).
+At one row both MKL forms read at ~13-17 GB/s where oneDNN's matrix product (``torch.ops.mkldnn._linear_pointwise``,
+the kernel inductor's CPU backend calls) reads at ~20-27 GB/s; at 2-32 rows oneDNN was slower than ``W @ x^T``.
+The output head (``V1Runner.output_head``) runs through the same rule.
 
 Rules: a plain ``nn.Linear`` (quantized layers are other classes and keep their own forward) on float32 CPU
-tensors with ``MIN_ROWS`` to ``MAX_ROWS`` rows (all leading dimensions together) and not inside
-``torch.compile`` computes ``(W @ x^T)^T + b``; anything else is ``F.linear``. The two orientations differ in
-the last bits for 2 or more rows (as two kernels do); one row, prompts (hundreds of rows) and the vision
-encoder (thousands) are unchanged. ``use_transposed_linears`` gives a model's plain linears this forward;
+tensors, not inside ``torch.compile``:
+
+- with ``MIN_ROWS`` to ``MAX_ROWS`` rows (all leading dimensions together) computes ``(W @ x^T)^T + b``;
+- with one row and autograd off (inference; the oneDNN op has no backward) computes oneDNN's product, where this
+  torch build has it (``onednn_linear``);
+- anything else is ``F.linear``.
+
+Each form differs from ``F.linear`` in the last bits (as two kernels do); prompts (hundreds of rows) and the
+vision encoder (thousands) are unchanged. ``use_transposed_linears`` gives a model's plain linears this forward;
 ``models.loading.ready`` does it for float32 models on the CPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MethodType
 
 import torch
@@ -22,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 MIN_ROWS = 2
-"""Fewest rows for ``W @ x^T`` (at one row both orientations are the same product)."""
+"""Fewest rows for ``W @ x^T`` (at one row both MKL orientations are the same product; oneDNN's is faster)."""
 MAX_ROWS = 32
 """Most rows for it: decode steps (measured 1.4-2.9x faster at 2-32 rows); prefill keeps ``nn.Linear``."""
 
@@ -38,8 +47,34 @@ def takes_transposed(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
     )
 
 
+def onednn_linear() -> Callable[..., torch.Tensor] | None:
+    """oneDNN's linear product ``(x, W, b, "none", [], "")`` in this torch build, or None (no mkldnn)."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+_ONEDNN = onednn_linear()
+
+
+def takes_onednn(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
+    """Whether a linear layer with ``weight`` computes ``inputs`` with oneDNN's product (the rules above)."""
+    return (
+        _ONEDNN is not None
+        and inputs.device.type == "cpu"
+        and inputs.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and inputs.numel() == inputs.shape[-1]
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def linear_forward(self: nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
-    """``nn.Linear.forward``, as ``W @ x^T`` where ``takes_transposed`` says so."""
+    """``nn.Linear.forward``, as ``W @ x^T`` or oneDNN's product where ``takes_transposed``/``takes_onednn`` say so."""
+    if takes_onednn(self.weight, inputs):
+        out = _ONEDNN(inputs.reshape(1, -1), self.weight, self.bias, "none", [], "")
+        return out.view(*inputs.shape[:-1], self.out_features)
     if not takes_transposed(self.weight, inputs):
         return F.linear(inputs, self.weight, self.bias)
     rows = inputs.reshape(-1, inputs.shape[-1])
