@@ -55,6 +55,8 @@ def onednn_linear() -> Callable[..., torch.Tensor] | None:
 
 
 _ONEDNN = onednn_linear()
+ONEDNN_ROWS: frozenset[int] = frozenset({1})
+"""Row counts that take oneDNN's product (before ``W @ x^T``'s range)."""
 
 
 def takes_onednn(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
@@ -64,7 +66,7 @@ def takes_onednn(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
         and inputs.device.type == "cpu"
         and inputs.dtype == torch.float32
         and weight.dtype == torch.float32
-        and inputs.numel() == inputs.shape[-1]
+        and inputs.numel() // max(1, inputs.shape[-1]) in ONEDNN_ROWS
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
     )
@@ -73,7 +75,7 @@ def takes_onednn(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
 def linear_forward(self: nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
     """``nn.Linear.forward``, as ``W @ x^T`` or oneDNN's product where ``takes_transposed``/``takes_onednn`` say so."""
     if takes_onednn(self.weight, inputs):
-        out = _ONEDNN(inputs.reshape(1, -1), self.weight, self.bias, "none", [], "")
+        out = _ONEDNN(inputs.reshape(-1, inputs.shape[-1]), self.weight, self.bias, "none", [], "")
         return out.view(*inputs.shape[:-1], self.out_features)
     if not takes_transposed(self.weight, inputs):
         return F.linear(inputs, self.weight, self.bias)
