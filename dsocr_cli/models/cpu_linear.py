@@ -4,8 +4,9 @@
 For a few rows against a weight matrix, MKL's transposed-weight product (what ``nn.Linear`` runs) reads the
 weights at a fraction of the bandwidth the other orientation reaches on AMD CPUs: over the decoder's
 projection shapes on the machine in BENCHMARKS.md, 1.4-2.9x slower at 2-32 rows (``benchmarks/cpu_linear.py``).
-At one row both MKL forms read at ~13-17 GB/s where oneDNN's matrix product (``torch.ops.mkldnn._linear_pointwise``,
-the kernel inductor's CPU backend calls) reads at ~20-27 GB/s; at 2-32 rows oneDNN was slower than ``W @ x^T``.
+At one row oneDNN's matrix product (``torch.ops.mkldnn._linear_pointwise``, the kernel inductor's CPU backend
+calls) reads the weights faster than either MKL form, the output head most; at 2-4 rows it was slower than
+``W @ x^T`` and at 8-16 rows no faster over whole decode steps (BENCHMARKS.md).
 The output head (``V1Runner.output_head``) runs through the same rule.
 
 Rules: a plain ``nn.Linear`` (quantized layers are other classes and keep their own forward) on float32 CPU
@@ -56,7 +57,7 @@ def onednn_linear() -> Callable[..., torch.Tensor] | None:
 
 _ONEDNN = onednn_linear()
 ONEDNN_ROWS: frozenset[int] = frozenset({1})
-"""Row counts that take oneDNN's product (before ``W @ x^T``'s range)."""
+"""Row counts that take oneDNN's product (checked before ``W @ x^T``'s range): one row, where it measured faster."""
 
 
 def takes_onednn(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
