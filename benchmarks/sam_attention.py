@@ -5,14 +5,18 @@ Layers: SAM-B's attention (width 768, 12 heads, random weights, float32) on a 1,
 patches, global attention), six 640 px tiles (40 x 40, global attention) and the global view's windowed layers
 (25 windows of 14 x 14, the form dsocr leaves to transformers). ``--encoder v1|v2`` builds the family's
 official sizes in memory (random weights, ~13 GB) and encodes one A4 page in Gundam mode both ways, one call
-each. The layer calls alternate over rounds, best of each; outputs are compared bit for bit.
+each. The layer calls alternate over rounds, best of each; outputs are compared bit for bit. ``--memory``
+also measures how much one global-attention call grows the peak RSS of a fresh process, each form alone.
 
-    python benchmarks/sam_attention.py [--encoder v1|v2] --json benchmarks/results/sam_attention.json
+    python benchmarks/sam_attention.py [--encoder v1|v2] [--memory] --json benchmarks/results/sam_attention.json
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,13 +86,55 @@ def encoder_rows(family: str) -> dict:
     return {**row, "sliced_layers": len(sliced_layers)}
 
 
+def peak_growth(form: str, index: int) -> int:
+    """Bytes the process's peak RSS grows by over one call of layer ``LAYERS[index]`` in ``form`` (run in a
+    fresh process: ``--peak``)."""
+    _, images, side, window = LAYERS[index]
+    module, inputs = layer(window), torch.randn(images, side, side, 768)
+    with torch.inference_mode():
+        before = peak_rss()
+        module(inputs) if form == "transformers" else sam_attention_forward(module, inputs)
+        return peak_rss() - before
+
+
+def peak_rss() -> int:
+    """This process's peak resident bytes (Linux ``VmHWM``: unlike ``ru_maxrss``, not inherited from the parent
+    across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def memory_rows() -> list[dict]:
+    """Peak-memory growth of each global-attention layer call, each form in its own process."""
+    rows = []
+    for index, (name, _, _, window) in enumerate(LAYERS):
+        if window:
+            continue
+        growth = {}
+        for form in ("transformers", "sliced"):
+            command = [sys.executable, __file__, "--peak", form, str(index), "--json", os.devnull]
+            growth[form] = int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        row = {"call": name, **{f"{form}_peak_growth_mb": round(b / 2**20) for form, b in growth.items()}}
+        print(f"{name}: peak RSS grows {row['transformers_peak_growth_mb']} MB with transformers' forward, "
+              f"{row['sliced_peak_growth_mb']} MB sliced", flush=True)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--encoder", choices=["v1", "v2"], action="append", default=[])
+    parser.add_argument("--memory", action="store_true", help="also each global-attention call's peak memory")
+    parser.add_argument("--peak", nargs=2, metavar=("FORM", "INDEX"), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.peak:
+        print(peak_growth(args.peak[0], int(args.peak[1])))
+        return
     results = []
     with torch.inference_mode():
         for name, images, side, window in LAYERS:
@@ -103,7 +149,7 @@ def main() -> None:
             )
         for family in args.encoder:
             results.append(encoder_rows(family))
-    write_results(args.json, results=results)
+    write_results(args.json, results=results, memory=memory_rows() if args.memory else [])
 
 
 if __name__ == "__main__":
