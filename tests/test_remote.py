@@ -437,6 +437,19 @@ def test_a_failing_server_is_taken_out_and_every_page_converted(dsocr, serve, tm
     assert flaky.failed >= 3 and len(flaky.chats) + len(steady.chats) == 10
 
 
+def test_a_retry_waits_for_a_busy_server_rather_than_return_to_the_one_that_failed_it(
+    dsocr, serve, tmp_path: Path
+) -> None:
+    # One slot per server: while the slow server holds a page, the failing one is the only free slot; its
+    # probe (GET /v1/models) keeps succeeding, so it keeps coming back in service. CI once lost a page so.
+    failing = serve(fail_after=0, failure="drop")
+    slow = serve(delay=0.4)
+    make_pdf(tmp_path / "doc.pdf", pages=3)
+    run = ok(dsocr("convert", "doc.pdf", "--server", failing.url, "--server", slow.url, "--concurrency", "1", "-v"))
+    assert run.stdout.count("FAKE-OCR heading") == 3 and len(slow.chats) == 3
+    assert failing.failed >= 1 and "no server could convert" not in run.stderr
+
+
 def test_a_server_down_at_the_start_is_probed_back_in(dsocr, serve, tmp_path: Path) -> None:
     late = serve(models_down=True)
     steady = serve(delay=0.05)

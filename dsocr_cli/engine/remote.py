@@ -53,7 +53,9 @@ Fault tolerance (``RetryPolicy``; every delay is configurable, so tests run them
 
 - A timeout, a connection error, a 5xx, 408 or 429 answer, or a generation the server aborted is retried, up to
   ``attempts`` tries per page, after an exponential backoff (``base_delay`` doubling up to ``max_delay``), on the
-  least loaded server that has not failed this page yet where one is free.
+  least loaded server in service that has not failed this page yet, waiting for a slot on one of those while they
+  are busy (a server that keeps failing never burns a page's tries while another could take it); only when every
+  server in service has failed the page is it retried on those.
 - A server failing ``take_out_after`` times in a row is taken out (a warning) and probed with ``GET
   /v1/models`` after ``probe_interval`` seconds, doubling after each failed probe up to
   ``max_probe_interval``; it is back in service (``-v`` says so) as soon as a probe succeeds.
@@ -779,13 +781,16 @@ class _Run:
     # ------------------------------------------------------------ server slots and health
 
     async def acquire(self, avoid: set[Server]) -> Server | None:
-        """A slot on the least loaded server in service, preferring those not in ``avoid``; waits while all are
-        busy, and up to ``outage_wait`` while none is in service (then None)."""
+        """A slot on the least loaded server in service that is not in ``avoid`` (the servers that failed this
+        page), waiting while those are all busy; only when every server in service is in ``avoid``, on the least
+        loaded of them. Waits up to ``outage_wait`` while none is in service (then None)."""
         deadline: float | None = None
         while True:
-            free = [server for server in self.servers if server.in_service and server.busy < server.capacity]
+            serving = [server for server in self.servers if server.in_service]
+            candidates = [server for server in serving if server not in avoid] or serving
+            free = [server for server in candidates if server.busy < server.capacity]
             if free:
-                server = min(free, key=lambda s: (s in avoid, s.busy / s.capacity))
+                server = min(free, key=lambda s: s.busy / s.capacity)
                 server.busy += 1
                 return server
             if self.wakeup is None:
