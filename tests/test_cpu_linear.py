@@ -47,25 +47,24 @@ needs_onednn = pytest.mark.skipif(cpu_linear.onednn_linear() is None, reason="th
 @needs_onednn
 @pytest.mark.parametrize("shape", [(1, 96), (1, 1, 96)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_one_row_in_inference_is_onednns_product_within_rounding(shape: tuple[int, ...], bias: bool) -> None:
+def test_one_row_in_inference_is_onednns_product_within_rounding(
+    shape: tuple[int, ...], bias: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     layer = nn.Linear(96, 160, bias=bias)
     inputs = torch.randn(*shape)
+    calls = []
+    real = cpu_linear._ONEDNN
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
     with torch.inference_mode():
         expected = layer(inputs)
         cpu_linear.use_transposed_linears(layer)
-        calls = []
-        real = cpu_linear._ONEDNN
-
-        def spy(*args):
-            calls.append(args[0].shape)
-            return real(*args)
-
-        cpu_linear._ONEDNN = spy
-        try:
-            got = layer(inputs)
-        finally:
-            cpu_linear._ONEDNN = real
+        monkeypatch.setattr(cpu_linear, "_ONEDNN", spy)
+        got = layer(inputs)
     assert calls == [(1, 96)] and got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 

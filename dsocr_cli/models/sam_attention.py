@@ -15,8 +15,8 @@ Rules (``sam_attention_forward``):
   ``SLICE_BYTES`` (one image-head at least), and each slice of image-heads goes through the same
   ``scaled_dot_product_attention`` call on its rows of query, key, value and bias. The bias values are the
   same additions of the same numbers, and attention never mixes image-heads, so the output is bit for bit
-  transformers' (``tests/test_sam_attention.py`` checks both families at SAM-B's width and smaller ones, float32
-  and bfloat16).
+  transformers' (``tests/test_sam_attention.py`` checks both families at SAM-B's width and smaller ones in float32;
+  bfloat16, identical on the CPUs measured, is checked within rounding since its kernels differ by CPU kind).
 - It applies to SAM's global-attention layers (window size 0) in both families' SDPA attention on the CPU
   (``use_sliced_sam_attention``, called by ``models.loading.ready`` for CPU models). The windowed layers (14 x 14
   patches, 0.15 MB of bias per image-head) gained nothing beyond noise (``benchmarks/sam_attention.py``) and keep
